@@ -1,0 +1,37 @@
+"""Answer questions about documents with cited snippets.
+
+    from qa import Assistant, Retriever
+    answer = Assistant(Retriever.default()).ask("What did CNN report about troop numbers?")
+"""
+
+from .answer import Answer, Assistant, Citation
+from .config import Settings
+from .documents import Document, bundled_article
+from .errors import (
+    CorruptIndexError,
+    DocumentError,
+    IndexNotFoundError,
+    InvalidQuestionError,
+    ModelUnavailableError,
+    QAError,
+    StaleIndexError,
+)
+from .retrieval import Passage, Retriever
+
+__all__ = [
+    "Answer",
+    "Assistant",
+    "Citation",
+    "CorruptIndexError",
+    "Document",
+    "DocumentError",
+    "IndexNotFoundError",
+    "InvalidQuestionError",
+    "ModelUnavailableError",
+    "Passage",
+    "QAError",
+    "Retriever",
+    "Settings",
+    "StaleIndexError",
+    "bundled_article",
+]

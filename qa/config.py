@@ -1,0 +1,59 @@
+"""All tunable settings in one typed, frozen place.
+
+Defaults are what the project measured best (see README, "Quality"); every
+object that needs a setting takes a `Settings` so tests and users can vary
+one field with `dataclasses.replace` instead of patching globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+IndexType = Literal["flat", "hnsw"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Knobs for chunking, retrieval and answering.
+
+    Attributes:
+        model: sentence-transformers model name or local path.
+        chunk_sentences: sentences per chunk (a chunk is also capped by `chunk_tokens`).
+        chunk_overlap: sentences shared by consecutive chunks; must be < `chunk_sentences`.
+        chunk_tokens: approximate word-piece budget per chunk (the model truncates at 256).
+        index_type: "flat" (exact inner product) or "hnsw" (approximate, for large corpora).
+        dense_weight: weight of the dense score in the hybrid fusion; BM25 gets the rest.
+        candidates: passages fetched from each retriever before fusion.
+        answer_passages: fused passages whose sentences the answer composer considers.
+        max_citations: most sentences an answer cites.
+        min_answer_score: below this sentence score the assistant says the document does not answer.
+        max_question_chars: longer questions are rejected with a clear error.
+    """
+
+    model: str = DEFAULT_MODEL
+    chunk_sentences: int = 4
+    chunk_overlap: int = 1
+    chunk_tokens: int = 200
+    index_type: IndexType = "flat"
+    dense_weight: float = 0.5
+    candidates: int = 30
+    answer_passages: int = 3
+    max_citations: int = 2
+    min_answer_score: float = 0.35
+    max_question_chars: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.chunk_sentences < 1:
+            raise ValueError(f"chunk_sentences must be >= 1, got {self.chunk_sentences}")
+        if not 0 <= self.chunk_overlap < self.chunk_sentences:
+            raise ValueError(
+                f"chunk_overlap must be in [0, chunk_sentences={self.chunk_sentences}), "
+                f"got {self.chunk_overlap}"
+            )
+        if self.index_type not in ("flat", "hnsw"):
+            raise ValueError(f"index_type must be 'flat' or 'hnsw', got {self.index_type!r}")
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise ValueError(f"dense_weight must be in [0, 1], got {self.dense_weight}")

@@ -1,0 +1,141 @@
+"""Documents: the texts the assistant answers from, and how files become them.
+
+A `Document` holds the exact text that every offset in the project points
+into. Files are read with well-kept parsers (BeautifulSoup for HTML, pypdf
+for PDF); plain text and Markdown are kept byte-for-byte as decoded text so
+citations can be highlighted in the original.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from .errors import DocumentError
+
+BUNDLED_ARTICLE = "libya-policy-newsweek.txt"
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+MAX_FILE_BYTES = 20 * 1024 * 1024
+MAX_DOCUMENT_CHARS = 2_000_000
+
+
+@dataclass(frozen=True)
+class Document:
+    """One text to answer from.
+
+    Attributes:
+        doc_id: stable identifier, unique within an index.
+        text: the full text; every `start`/`end` offset in the project indexes it.
+        title: a human-readable name shown next to citations.
+    """
+
+    doc_id: str
+    text: str
+    title: str = ""
+    fingerprint: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.doc_id or not self.doc_id.strip():
+            raise DocumentError("a document needs a non-empty doc_id")
+        if not self.text.strip():
+            raise DocumentError(f"document {self.doc_id!r} is empty: it has no text to answer from")
+        if len(self.text) > MAX_DOCUMENT_CHARS:
+            raise DocumentError(
+                f"document {self.doc_id!r} has {len(self.text):,} characters; "
+                f"the limit is {MAX_DOCUMENT_CHARS:,}: split it into smaller files"
+            )
+        if not self.title:
+            object.__setattr__(self, "title", self.doc_id)
+        digest = hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+        object.__setattr__(self, "fingerprint", digest)
+
+    @classmethod
+    def from_path(cls, path: str | Path, *, doc_id: str | None = None, title: str | None = None) -> Document:
+        """Read a .txt, .md, .html or .pdf file; raise `DocumentError` naming the file and reason."""
+        path = Path(path)
+        text, found_title = read_text(path)
+        return cls(doc_id=doc_id or slugify(path.stem), text=text, title=title or found_title or path.stem)
+
+
+def bundled_article() -> Document:
+    """The default corpus: the Newsweek article shipped inside the package, titled by its last line."""
+    text = resources.files("qa.data").joinpath(BUNDLED_ARTICLE).read_text(encoding="utf-8")
+    last_line = text.strip().splitlines()[-1].strip()
+    return Document(doc_id=Path(BUNDLED_ARTICLE).stem, text=text, title=last_line)
+
+
+def read_text(path: Path) -> tuple[str, str | None]:
+    """Extract the text of a file and a title if the format carries one."""
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise DocumentError(
+            f"{path.name}: unsupported file type {suffix or '(none)'!r}; "
+            f"supported: {', '.join(SUPPORTED_SUFFIXES)}"
+        )
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise DocumentError(f"{path.name}: {size:,} bytes is over the {MAX_FILE_BYTES:,}-byte limit")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DocumentError(f"{path.name}: cannot read file ({exc.strerror or exc})") from exc
+    if suffix == ".pdf":
+        text, title = _pdf_text(path.name, data), None
+    else:
+        raw = _decode(path.name, data)
+        text, title = _html_text(raw) if suffix in (".html", ".htm") else (raw, _markdown_title(raw))
+    if not text.strip():
+        raise DocumentError(f"{path.name}: no text found in the file")
+    return text, title
+
+
+def _decode(name: str, data: bytes) -> str:
+    if b"\x00" in data[:8192]:
+        raise DocumentError(f"{name}: looks like a binary file, not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")
+    controls = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\t\n\r\f")
+    if controls > 0.01 * min(len(text), 8192):
+        raise DocumentError(f"{name}: looks like a binary file, not text")
+    return text
+
+
+def _html_text(html: str) -> tuple[str, str | None]:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    title = soup.title.get_text(" ", strip=True) if soup.title else None
+    for tag in soup(["script", "style", "noscript", "template", "head"]):
+        tag.decompose()
+    blocks = [line.strip() for line in soup.get_text("\n").splitlines()]
+    return "\n".join(line for line in blocks if line), title or None
+
+
+def _pdf_text(name: str, data: bytes) -> str:
+    import io
+
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        raise DocumentError(f"{name}: not a readable PDF ({exc})") from exc
+    return "\n\n".join(page.strip() for page in pages if page.strip())
+
+
+def _markdown_title(text: str) -> str | None:
+    match = re.search(r"^#\s+(.+)$", text, flags=re.MULTILINE)
+    return match.group(1).strip() if match else None
+
+
+def slugify(name: str) -> str:
+    """A doc_id from a file name: lower case, words joined by '-'."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return slug or "document"

