@@ -1,0 +1,211 @@
+"""The `qa` command line: ask, search, index, info, serve, eval.
+
+Every error the user can fix prints one line to stderr and exits 1;
+`--json` output is one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import QAError
+
+EXIT_ERROR = 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG
+    try:
+        return int(args.run(args) or 0)
+    except QAError as exc:
+        print(f"qa: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("qa: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qa", description="Answer questions about documents with cited snippets.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    ask = commands.add_parser("ask", help="answer a question with citations")
+    ask.add_argument("question")
+    ask.add_argument("--index", metavar="DIR", help="index directory (default: the bundled article)")
+    ask.add_argument("--history", metavar="FILE", help="JSON list of [question, answer] pairs, oldest first")
+    ask.add_argument("--json", action="store_true", help="print one JSON object")
+    ask.set_defaults(run=_ask)
+
+    search = commands.add_parser("search", help="show the best matching passages")
+    search.add_argument("query")
+    search.add_argument("-k", type=int, default=5, help="number of passages (default 5)")
+    search.add_argument("--index", metavar="DIR", help="index directory (default: the bundled article)")
+    search.add_argument("--json", action="store_true", help="print one JSON object")
+    search.set_defaults(run=_search)
+
+    index = commands.add_parser("index", help="build and save an index from .txt/.md/.html/.pdf files")
+    index.add_argument("paths", nargs="+", metavar="PATH")
+    index.add_argument("--out", required=True, metavar="DIR", help="directory to write the index to")
+    index.add_argument("--model", help="sentence-transformers model name or path (default all-MiniLM-L6-v2)")
+    index.add_argument("--index-type", choices=["flat", "hnsw"], default="flat",
+                       help="flat: exact search (default); hnsw: approximate, for large corpora")
+    index.set_defaults(run=_index)
+
+    info = commands.add_parser("info", help="print an index's manifest")
+    info.add_argument("dir", metavar="DIR")
+    info.set_defaults(run=_info)
+
+    serve = commands.add_parser("serve", help="start the web chat")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
+    serve.set_defaults(run=_serve)
+
+    from .evaluation import add_eval_commands
+
+    add_eval_commands(commands)
+    return parser
+
+
+def _retriever(index: str | None) -> Any:
+    from .retrieval import Retriever
+
+    return Retriever.load(index) if index else Retriever.default()
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from .answer import Assistant
+    from .config import Settings
+    from .retrieval import check_question
+
+    check_question(args.question, Settings())  # fail fast, before loading a model
+    history = _read_history(args.history) if args.history else []
+    answer = Assistant(_retriever(args.index)).ask(args.question, history=history)
+    if args.json:
+        _print_json({
+            "question": answer.question,
+            "answer": answer.text,
+            "found": answer.found,
+            "query": answer.query,
+            "citations": [
+                {"n": c.n, "doc_id": c.doc_id, "title": c.title, "start": c.start, "end": c.end, "text": c.text,
+                 "score": c.score, "context_start": c.context_start, "context_end": c.context_end}
+                for c in answer.citations
+            ],
+        })
+        return 0
+    print(answer.text)
+    for c in answer.citations:
+        print(f"\n[{c.n}] {c.title} (characters {c.start}-{c.end})\n    {' '.join(c.text.split())}")
+    return 0
+
+
+def _search(args: argparse.Namespace) -> int:
+    from .config import Settings
+    from .retrieval import check_question
+
+    check_question(args.query, Settings())
+    if args.k < 1:
+        raise QAError(f"-k must be at least 1, got {args.k}")
+    passages = _retriever(args.index).search(args.query, k=args.k)
+    if args.json:
+        _print_json({
+            "query": args.query,
+            "passages": [
+                {"doc_id": p.doc_id, "title": p.title, "start": p.start, "end": p.end, "text": p.text,
+                 "score": round(p.score, 6)}
+                for p in passages
+            ],
+        })
+        return 0
+    for rank, p in enumerate(passages, start=1):
+        print(f"{rank}. {p.score:.3f}  {p.title} ({p.start}-{p.end})\n   {' '.join(p.text.split())}\n")
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from tqdm import tqdm
+
+    from .config import Settings
+    from .documents import Document
+    from .retrieval import Retriever
+
+    documents, sources, seen = [], {}, set()
+    for path in tqdm(_expand(args.paths), desc="reading", unit="file", disable=None):
+        document = Document.from_path(path)
+        if document.doc_id in seen:
+            raise QAError(f"two files would both get the id {document.doc_id!r} ({path}); rename one")
+        seen.add(document.doc_id)
+        documents.append(document)
+        sources[document.doc_id] = str(Path(path).resolve())
+    settings = dataclasses.replace(Settings(), index_type=args.index_type, **({"model": args.model} if args.model else {}))
+    retriever = Retriever.build(documents, settings=settings, progress=True, sources=sources)
+    out = retriever.save(args.out)
+    print(f"indexed {len(documents)} documents, {len(retriever.sentences)} sentences, "
+          f"{len(retriever.chunks)} chunks into {out}", file=sys.stderr)
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .index import read_manifest
+
+    _print_json(read_manifest(args.dir))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from app import launch  # the thin Gradio front end at the project root
+
+    launch(host=args.host, port=args.port, share=args.share)
+    return 0
+
+
+def _expand(paths: Sequence[str]) -> list[Path]:
+    """Files named directly, plus the supported files inside named directories."""
+    from .documents import SUPPORTED_SUFFIXES
+
+    found: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in SUPPORTED_SUFFIXES and p.is_file()))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise QAError(f"{name}: no such file or directory")
+    if not found:
+        raise QAError("no .txt, .md, .html or .pdf files found in the given paths")
+    return found
+
+
+def _read_history(path: str) -> list[tuple[str, str]]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise QAError(f"cannot read history file {path}: {exc}") from exc
+    if not isinstance(data, list) or not all(
+        isinstance(turn, list | tuple) and len(turn) == 2 and all(isinstance(x, str) for x in turn) for turn in data
+    ):
+        raise QAError(f"history file {path} must be a JSON list of [question, answer] pairs")
+    return [(q, a) for q, a in data]
+
+
+def _print_json(value: Any) -> None:
+    json.dump(value, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

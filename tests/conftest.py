@@ -1,0 +1,39 @@
+"""Shared fixtures: the real bundled model and one small index per test session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qa import Assistant, Retriever
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+ARTICLE_DEV = SHARED / "eval" / "article_dev.json"
+SQUAD_DEV = SHARED / "eval" / "squad-v2.0-dev-part-a.json"
+
+
+@pytest.fixture(scope="session")
+def article_index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled article indexed once, saved in a session temp dir (never the repo's index/)."""
+    path = tmp_path_factory.mktemp("index") / "article"
+    Retriever.default(index_dir=path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def retriever(article_index_dir: Path) -> Retriever:
+    return Retriever.load(article_index_dir)
+
+
+@pytest.fixture(scope="session")
+def assistant(retriever: Retriever) -> Assistant:
+    return Assistant(retriever)
+
+
+@pytest.fixture(scope="session")
+def article_dev() -> dict:
+    if not ARTICLE_DEV.is_file():
+        pytest.skip(f"{ARTICLE_DEV} not found (the shared evaluation data sits beside the repository)")
+    return json.loads(ARTICLE_DEV.read_text(encoding="utf-8"))
