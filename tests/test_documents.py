@@ -1,0 +1,244 @@
+"""Documents: validation, the bundled article, and reading each supported file type."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+import qa.documents
+from qa import Document, DocumentError, QAError, bundled_article
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_ARTICLE = REPO.parent / "shared" / "corpus" / "libya-policy-newsweek.txt"
+PACKAGED_ARTICLE = REPO / "qa" / "data" / "libya-policy-newsweek.txt"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def make_pdf(lines: list[str]) -> bytes:
+    """A minimal valid one-page PDF whose page shows `lines` in Helvetica (ASCII only)."""
+    content = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(f"({line}) Tj T*" for line in lines) + " ET"
+    objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>",
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        "/Resources << /Font << /F1 5 0 R >> >> >>",
+        f"<< /Length {len(content)} >>\nstream\n{content}\nendstream",
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1")
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{offset:010d} 00000 n \n".encode() for offset in offsets)
+    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    return bytes(out)
+
+
+# -- Document validation ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["", " ", "\n\t  \r\n"])
+def test_empty_text_is_rejected(text: str) -> None:
+    with pytest.raises(DocumentError, match="empty"):
+        Document(doc_id="notes", text=text)
+
+
+@pytest.mark.parametrize("doc_id", ["", "   "])
+def test_empty_doc_id_is_rejected(doc_id: str) -> None:
+    with pytest.raises(DocumentError, match="doc_id"):
+        Document(doc_id=doc_id, text="Some text.")
+
+
+def test_document_error_is_a_qa_error_and_a_value_error() -> None:
+    with pytest.raises(QAError):
+        Document(doc_id="x", text="")
+    with pytest.raises(ValueError):
+        Document(doc_id="x", text="")
+
+
+def test_over_long_document_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qa.documents, "MAX_DOCUMENT_CHARS", 10)
+    Document(doc_id="ok", text="x" * 10)
+    with pytest.raises(DocumentError, match="limit"):
+        Document(doc_id="big", text="x" * 11)
+
+
+def test_title_defaults_to_doc_id_and_fingerprint_is_text_sha256() -> None:
+    document = Document(doc_id="notes", text="Tobruk is a port.")
+    assert document.title == "notes"
+    assert document.fingerprint == sha256("Tobruk is a port.".encode())
+    assert Document(doc_id="notes", text="Tobruk is a port.", title="Ports").title == "Ports"
+
+
+# -- the bundled article -------------------------------------------------------------
+
+
+def test_bundled_article_is_byte_identical_to_the_shared_corpus() -> None:
+    if not SHARED_ARTICLE.is_file():
+        pytest.skip(f"{SHARED_ARTICLE} not found (the shared corpus sits beside the repository)")
+    reference = sha256(SHARED_ARTICLE.read_bytes())
+    assert sha256(PACKAGED_ARTICLE.read_bytes()) == reference
+    article = bundled_article()
+    assert sha256(article.text.encode("utf-8")) == reference
+    assert article.fingerprint == reference
+
+
+def test_bundled_article_id_and_title() -> None:
+    article = bundled_article()
+    last_line = PACKAGED_ARTICLE.read_text(encoding="utf-8").strip().splitlines()[-1].strip()
+    assert article.doc_id == "libya-policy-newsweek"
+    assert article.title == last_line
+    assert article.title.startswith("With ISIS on the Brink of Defeat")
+    assert article.title.endswith("Newsweek")
+
+
+# -- reading files ---------------------------------------------------------------------
+
+
+def test_txt_is_kept_exactly(tmp_path: Path) -> None:
+    text = "First line.\n\n   Indented   second line.\n"
+    path = tmp_path / "My Field Notes.txt"
+    path.write_bytes(text.encode("utf-8"))
+    document = Document.from_path(path)
+    assert document.text == text
+    assert document.doc_id == "my-field-notes"
+    assert document.title == "My Field Notes"
+
+
+def test_txt_with_utf8_bom_and_cp1252(tmp_path: Path) -> None:
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbfCaf\xc3\xa9 in Tripoli.")
+    assert Document.from_path(bom).text == "Café in Tripoli."
+    legacy = tmp_path / "legacy.txt"
+    legacy.write_bytes("Caf\u00e9 \u201cquoted\u201d.".encode("cp1252"))
+    assert Document.from_path(legacy).text == "Café \u201cquoted\u201d."
+
+
+def test_explicit_id_and_title_win(tmp_path: Path) -> None:
+    path = tmp_path / "a.md"
+    path.write_text("# Heading\n\nBody.", encoding="utf-8")
+    document = Document.from_path(path, doc_id="custom", title="Custom title")
+    assert (document.doc_id, document.title) == ("custom", "Custom title")
+
+
+def test_markdown_title_from_heading(tmp_path: Path) -> None:
+    text = "Intro line without heading.\n\n# Libya Policy Notes\n\n## Details\n\nThe embassy may reopen.\n"
+    path = tmp_path / "notes.md"
+    path.write_text(text, encoding="utf-8")
+    document = Document.from_path(path)
+    assert document.title == "Libya Policy Notes"
+    assert document.text == text
+
+
+def test_markdown_without_heading_is_titled_by_file_name(tmp_path: Path) -> None:
+    path = tmp_path / "plain-notes.md"
+    path.write_text("Just a paragraph.\n", encoding="utf-8")
+    assert Document.from_path(path).title == "plain-notes"
+
+
+def test_html_drops_scripts_and_styles_and_uses_title(tmp_path: Path) -> None:
+    html = """<!doctype html>
+<html><head><title>Libya Briefing</title>
+<style>body { color: red; } .secret-style {}</style>
+<script>var secretScript = "do not index";</script></head>
+<body>
+<h1>Heading text</h1>
+<p>The US may reopen its embassy in <b>Tripoli</b>.</p>
+<script>console.log("also hidden")</script>
+<noscript>Enable JavaScript</noscript>
+<p>Second paragraph.</p>
+</body></html>"""
+    path = tmp_path / "briefing.html"
+    path.write_text(html, encoding="utf-8")
+    document = Document.from_path(path)
+    assert document.title == "Libya Briefing"
+    for hidden in ("secretScript", "do not index", "secret-style", "color: red", "also hidden", "Enable JavaScript"):
+        assert hidden not in document.text
+    assert "Heading text" in document.text
+    assert "Tripoli" in document.text
+    assert "Second paragraph." in document.text
+    assert "<" not in document.text
+
+
+def test_html_inline_markup_does_not_break_sentences(tmp_path: Path) -> None:
+    path = tmp_path / "inline.html"
+    path.write_text(
+        "<p>The US may reopen its embassy in <b>Tripoli</b>. See <a href='r.html'>the report</a>, page 2.</p>",
+        encoding="utf-8",
+    )
+    text = " ".join(Document.from_path(path).text.split())
+    assert text == "The US may reopen its embassy in Tripoli. See the report, page 2."
+
+
+def test_html_without_title_is_titled_by_file_name(tmp_path: Path) -> None:
+    path = tmp_path / "page.htm"
+    path.write_text("<p>Only a paragraph.</p>", encoding="utf-8")
+    document = Document.from_path(path)
+    assert document.title == "page"
+    assert document.text == "Only a paragraph."
+
+
+def test_pdf_text_is_extracted(tmp_path: Path) -> None:
+    path = tmp_path / "report.pdf"
+    path.write_bytes(make_pdf(["Tobruk has a deep harbour.", "The second line is here."]))
+    document = Document.from_path(path)
+    assert " ".join(document.text.split()) == "Tobruk has a deep harbour. The second line is here."
+    assert document.doc_id == "report"
+    assert document.title == "report"
+
+
+# -- errors name the file ----------------------------------------------------------------
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "reason"),
+    [
+        ("slides.docx", b"PK\x03\x04 some zip", "unsupported file type"),
+        ("no-suffix", b"plain text", "unsupported file type"),
+        ("image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "binary"),
+        ("empty.txt", b"", "no text"),
+        ("blank.md", b"  \n\n\t\n", "no text"),
+        ("scripts-only.html", b"<html><script>var x = 1;</script></html>", "no text"),
+        ("broken.pdf", b"%PDF-1.4 this is not really a pdf", "not a readable PDF"),
+    ],
+)
+def test_unreadable_content_names_the_file(tmp_path: Path, name: str, data: bytes, reason: str) -> None:
+    path = write(tmp_path / name, data)
+    with pytest.raises(DocumentError, match=reason) as caught:
+        Document.from_path(path)
+    assert name in str(caught.value)
+
+
+def test_missing_file_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(DocumentError, match="cannot read") as caught:
+        Document.from_path(tmp_path / "missing-notes.txt")
+    assert "missing-notes.txt" in str(caught.value)
+
+
+def test_directory_is_not_readable(tmp_path: Path) -> None:
+    (tmp_path / "folder.txt").mkdir()
+    with pytest.raises(DocumentError, match="folder.txt"):
+        Document.from_path(tmp_path / "folder.txt")
+
+
+def test_oversized_file_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(qa.documents, "MAX_FILE_BYTES", 100)
+    small = write(tmp_path / "small.txt", b"x" * 100)
+    assert Document.from_path(small).text == "x" * 100
+    big = write(tmp_path / "big.txt", b"x" * 101)
+    with pytest.raises(DocumentError, match="limit") as caught:
+        Document.from_path(big)
+    assert "big.txt" in str(caught.value)
