@@ -1,0 +1,145 @@
+"""Chunking: exact offsets, whole-sentence chunks, overlap, and the article's awkward spots."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+
+from qa import Document, Settings, bundled_article
+from qa.chunking import Chunk, Sentence, chunk_document, estimate_tokens, split_sentences
+
+BLANK_LINE = re.compile(r"\n[ \t\r]*\n")
+
+PARAGRAPHS = (
+    "Libya Policy Review\n"
+    "\n"
+    "The United States is considering a new policy. It would send up to fifty troops.\n"
+    "\n"
+    "A caption without a full stop\n"
+    "\n"
+    "The next paragraph starts here. It ends here."
+)
+
+EDGE_CASES = {
+    "irregular whitespace": "  Libya   is\tlarge.   \n\n\n  It has   oil.\t\tTripoli is the   capital.  \n\n",
+    "line breaks mid-paragraph": (
+        "The United States is considering\nramping up its involvement\nin Libya. CNN reported\n"
+        "the plan on July 10, and Italy\nwelcomed it."
+    ),
+    "one sentence without punctuation": "a single sentence without any punctuation at all",
+    "very long sentence": " ".join(f"word{i}" for i in range(700)) + ".",
+    "long table of numbers": "Imports by year: " + " ".join(f"{i},234.{i % 100:02d}" for i in range(400)),
+    "unicode": "Café résumé — naïve coöperation in Ṭarābulus. 日本語の文です。 Emoji 😀 here! Ünïcödé ends?",
+    "windows line endings": PARAGRAPHS.replace("\n", "\r\n"),
+    "paragraphs": PARAGRAPHS,
+}
+
+
+def check_sentences(document: Document, sentences: list[Sentence], max_tokens: int) -> None:
+    text = document.text
+    assert sentences, "a non-empty document has at least one sentence"
+    for sentence in sentences:
+        assert sentence.doc_id == document.doc_id
+        assert text[sentence.start : sentence.end] == sentence.text
+        assert sentence.text and sentence.text == sentence.text.strip()
+        assert estimate_tokens(sentence.text) <= max_tokens, f"sentence over the budget: {sentence.text[:80]!r}"
+        assert not BLANK_LINE.search(sentence.text), f"sentence crosses a blank line: {sentence.text!r}"
+    for before, after in zip(sentences, sentences[1:]):
+        assert before.end <= after.start, "sentences are in order and do not overlap"
+    # Every visible character belongs to exactly one sentence, in order.
+    assert "".join("".join(s.text.split()) for s in sentences) == "".join(text.split())
+
+
+def check_chunks(document: Document, sentences: list[Sentence], chunks: list[Chunk], settings: Settings) -> None:
+    assert chunks
+    for chunk in chunks:
+        first, last = chunk.sentences[0], chunk.sentences[-1]
+        assert chunk.sentences == tuple(range(first, last + 1)), "a chunk is consecutive whole sentences"
+        assert 1 <= len(chunk.sentences) <= settings.chunk_sentences
+        assert (chunk.start, chunk.end) == (sentences[first].start, sentences[last].end)
+        assert document.text[chunk.start : chunk.end] == chunk.text
+        if len(chunk.sentences) > 1:
+            assert sum(estimate_tokens(sentences[i].text) for i in chunk.sentences) <= settings.chunk_tokens
+    for before, after in zip(chunks, chunks[1:]):
+        assert after.sentences[0] > before.sentences[0]
+        shared = len(set(before.sentences) & set(after.sentences))
+        assert shared == min(settings.chunk_overlap, len(before.sentences) - 1)
+        assert after.sentences[0] <= before.sentences[-1] + 1, "no sentence is skipped"
+    covered = sorted({i for chunk in chunks for i in chunk.sentences})
+    assert covered == list(range(len(sentences)))
+
+
+@pytest.mark.parametrize("name", list(EDGE_CASES))
+def test_edge_cases_keep_exact_offsets_and_whole_sentences(name: str) -> None:
+    settings = Settings()
+    document = Document(doc_id="edge", text=EDGE_CASES[name])
+    sentences = split_sentences(document, max_tokens=settings.chunk_tokens)
+    check_sentences(document, sentences, settings.chunk_tokens)
+    check_chunks(document, sentences, chunk_document(document, sentences, settings), settings)
+
+
+@pytest.mark.parametrize(
+    ("chunk_sentences", "chunk_overlap", "chunk_tokens"), [(4, 1, 200), (1, 0, 200), (3, 2, 200), (6, 0, 60)]
+)
+def test_bundled_article_offsets_and_overlap(chunk_sentences: int, chunk_overlap: int, chunk_tokens: int) -> None:
+    settings = Settings(chunk_sentences=chunk_sentences, chunk_overlap=chunk_overlap, chunk_tokens=chunk_tokens)
+    article = bundled_article()
+    sentences = split_sentences(article, max_tokens=settings.chunk_tokens)
+    check_sentences(article, sentences, settings.chunk_tokens)
+    check_chunks(article, sentences, chunk_document(article, sentences, settings), settings)
+
+
+def test_default_article_chunks_share_exactly_the_overlap() -> None:
+    settings = Settings()
+    article = bundled_article()
+    sentences = split_sentences(article)
+    chunks = chunk_document(article, sentences, settings)
+    assert len(sentences) > 20
+    full = [c for c in chunks[:-1] if len(c.sentences) == settings.chunk_sentences]
+    assert len(full) >= len(chunks) - 2, "the article's sentences are short: nearly every chunk is a full window"
+    for before, after in zip(chunks, chunks[1:]):
+        assert before.sentences[-settings.chunk_overlap :] == after.sentences[: settings.chunk_overlap]
+
+
+def test_photo_caption_does_not_glue_onto_the_next_paragraph() -> None:
+    article = bundled_article()
+    sentences = split_sentences(article)
+    caption = [s for s in sentences if "AFP/Getty" in s.text]
+    assert len(caption) == 1
+    assert "Terrorists" not in caption[0].text
+    following = sentences[sentences.index(caption[0]) + 1]
+    assert following.text.startswith("Terrorists and other extremist armed groups")
+
+
+def test_windows_line_endings_split_like_unix_ones() -> None:
+    unix = split_sentences(Document(doc_id="unix", text=PARAGRAPHS))
+    windows = split_sentences(Document(doc_id="windows", text=PARAGRAPHS.replace("\n", "\r\n")))
+    assert [" ".join(s.text.split()) for s in windows] == [" ".join(s.text.split()) for s in unix]
+    assert "Libya Policy Review" in [s.text for s in unix]
+
+
+def test_long_sentence_is_cut_at_whitespace_into_pieces_within_budget() -> None:
+    document = Document(doc_id="long", text=EDGE_CASES["very long sentence"])
+    sentences = split_sentences(document, max_tokens=50)
+    assert len(sentences) > 1
+    for sentence in sentences:
+        assert estimate_tokens(sentence.text) <= 50
+        assert re.fullmatch(r"word\d+( word\d+)*\.?", sentence.text)
+
+
+def test_single_unpunctuated_sentence_is_one_chunk() -> None:
+    document = Document(doc_id="one", text="  a single sentence without any punctuation at all \n")
+    sentences = split_sentences(document)
+    assert [s.text for s in sentences] == ["a single sentence without any punctuation at all"]
+    chunks = chunk_document(document, sentences, Settings())
+    assert [(c.start, c.end, c.sentences) for c in chunks] == [(2, 50, (0,))]
+
+
+@pytest.mark.parametrize(("chunk_sentences", "chunk_overlap"), [(3, 3), (3, 4), (1, 1), (2, -1), (0, 0)])
+def test_invalid_window_settings_raise(chunk_sentences: int, chunk_overlap: int) -> None:
+    with pytest.raises(ValueError, match="chunk_"):
+        Settings(chunk_sentences=chunk_sentences, chunk_overlap=chunk_overlap)
+    with pytest.raises(ValueError):
+        dataclasses.replace(Settings(), chunk_sentences=chunk_sentences, chunk_overlap=chunk_overlap)
