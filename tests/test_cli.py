@@ -1,0 +1,294 @@
+"""The `qa` command line, in process (fast) and as a real subprocess (exit codes, stderr)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qa import bundled_article
+from qa.cli import main
+
+QA = Path(sys.executable).parent / "qa"
+TROOPS = "What did CNN report about troop numbers?"
+CITATION_FIELDS = {"n": int, "doc_id": str, "title": str, "start": int, "end": int, "text": str, "score": float}
+PASSAGE_FIELDS = {"doc_id": str, "title": str, "start": int, "end": int, "text": str, "score": float}
+
+
+def squash(text: str) -> str:
+    return " ".join(text.split())
+
+
+def has_type(value: object, kind: type) -> bool:
+    return type(value) is kind  # bool is not an int here, and an int score is not a float
+
+
+def check_ask_schema(out: dict) -> None:
+    assert has_type(out.get("question"), str)
+    assert has_type(out.get("answer"), str)
+    assert has_type(out.get("found"), bool)
+    assert has_type(out.get("citations"), list)
+    for n, citation in enumerate(out["citations"], start=1):
+        for field, kind in CITATION_FIELDS.items():
+            assert has_type(citation.get(field), kind), f"citation field {field!r}: {citation.get(field)!r}"
+        assert citation["n"] == n
+        assert 0 <= citation["start"] < citation["end"]
+
+
+def check_search_schema(out: dict) -> None:
+    assert has_type(out.get("query"), str)
+    assert has_type(out.get("passages"), list)
+    for passage in out["passages"]:
+        for field, kind in PASSAGE_FIELDS.items():
+            assert has_type(passage.get(field), kind), f"passage field {field!r}: {passage.get(field)!r}"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_qa(*argv: str | Path, cwd: Path, command: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*(command or [str(QA)]), *map(str, argv)], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def hidden_entries(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("corpus")
+    (folder / "plant-notes.md").write_text(
+        "# Plant notes\n\nThe zorbax desalination plant near Tobruk produces violet water.\n\n"
+        "Engineers call it the quietest plant in Cyrenaica.\n",
+        encoding="utf-8",
+    )
+    (folder / "market.html").write_text(
+        "<html><head><title>Market day</title><script>var hidden = 1;</script></head>"
+        "<body><p>The Misrata market sells saffron every Tuesday.</p></body></html>",
+        encoding="utf-8",
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def built_index(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli-index") / "idx"
+    assert main(["index", str(corpus / "plant-notes.md"), str(corpus / "market.html"), "--out", str(out)]) == 0
+    return out
+
+
+# -- ask ---------------------------------------------------------------------------------------
+
+
+def test_ask_json_matches_the_schema(capsys: pytest.CaptureFixture[str], article_index_dir: Path) -> None:
+    code, out, err = run(capsys, "ask", TROOPS, "--index", article_index_dir, "--json")
+    assert code == 0, err
+    answer = json.loads(out)
+    check_ask_schema(answer)
+    assert answer["question"] == TROOPS
+    assert answer["found"] is True
+    assert answer["citations"]
+    text = bundled_article().text
+    for citation in answer["citations"]:
+        assert citation["doc_id"] == "libya-policy-newsweek"
+        assert citation["title"] == bundled_article().title
+        assert text[citation["start"] : citation["end"]] == citation["text"]
+        assert squash(citation["text"]) in answer["answer"]
+        assert f"[{citation['n']}]" in answer["answer"]
+    assert "fifty US special operations" in squash(answer["citations"][0]["text"])
+
+
+def test_ask_unanswerable_cites_nothing(
+    capsys: pytest.CaptureFixture[str], article_index_dir: Path, article_dev: dict
+) -> None:
+    code, out, _ = run(capsys, "ask", article_dev["unanswerable"][0], "--index", article_index_dir, "--json")
+    assert code == 0
+    answer = json.loads(out)
+    check_ask_schema(answer)
+    assert answer["found"] is False
+    assert answer["citations"] == []
+
+
+def test_ask_text_output_lists_citations(capsys: pytest.CaptureFixture[str], article_index_dir: Path) -> None:
+    code, out, err = run(capsys, "ask", TROOPS, "--index", article_index_dir)
+    assert code == 0, err
+    assert "fifty US special operations" in squash(out)
+    assert "[1] " in out and "(characters " in out
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(out)
+
+
+def test_ask_with_history_resolves_the_follow_up(
+    capsys: pytest.CaptureFixture[str], article_index_dir: Path, tmp_path: Path
+) -> None:
+    first = "What did the CNN report say about Haftar?"
+    history = tmp_path / "history.json"
+    history.write_text(json.dumps([[first, "Closer cooperation with Haftar."]]), encoding="utf-8")
+    follow_up = "Why should that be viewed warily?"
+    code, out, err = run(capsys, "ask", follow_up, "--index", article_index_dir, "--history", history, "--json")
+    assert code == 0, err
+    answer = json.loads(out)
+    check_ask_schema(answer)
+    assert answer["question"] == follow_up
+    assert first in answer["query"]
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["not json at all", '{"question": "answer"}', '[["only a question"]]', "[[1, 2]]", '"a string"',
+     '[["q", "a", "extra"]]'],
+)
+def test_malformed_history_is_an_error(
+    capsys: pytest.CaptureFixture[str], article_index_dir: Path, tmp_path: Path, content: str
+) -> None:
+    history = tmp_path / "history.json"
+    history.write_text(content, encoding="utf-8")
+    code, out, err = run(capsys, "ask", TROOPS, "--index", article_index_dir, "--history", history)
+    assert code != 0
+    assert out == ""
+    assert err.startswith("qa: error:") and len(err.strip().splitlines()) == 1
+    assert "history" in err
+
+
+def test_ask_without_index_builds_the_default_under_the_current_directory(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "search", TROOPS, "-k", "1", "--json")
+    assert code == 0, err
+    assert (tmp_path / "index" / "default" / "manifest.json").is_file()
+    assert "fifty US special operations" in squash(json.loads(out)["passages"][0]["text"])
+
+
+# -- search ------------------------------------------------------------------------------------
+
+
+def test_search_json_matches_the_schema(capsys: pytest.CaptureFixture[str], article_index_dir: Path) -> None:
+    code, out, err = run(capsys, "search", TROOPS, "-k", "2", "--index", article_index_dir, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    check_search_schema(result)
+    assert result["query"] == TROOPS
+    assert len(result["passages"]) == 2
+    text = bundled_article().text
+    for passage in result["passages"]:
+        assert text[passage["start"] : passage["end"]] == passage["text"]
+    scores = [p["score"] for p in result["passages"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+# -- index and info ----------------------------------------------------------------------------
+
+
+def test_index_then_ask_and_info(capsys: pytest.CaptureFixture[str], built_index: Path, corpus: Path) -> None:
+    code, out, err = run(capsys, "ask", "What does the zorbax plant produce?", "--index", built_index, "--json")
+    assert code == 0, err
+    answer = json.loads(out)
+    check_ask_schema(answer)
+    assert answer["found"] is True
+    assert answer["citations"][0]["doc_id"] == "plant-notes"
+    assert answer["citations"][0]["title"] == "Plant notes"
+    assert "violet water" in answer["citations"][0]["text"]
+
+    code, out, err = run(capsys, "info", built_index)
+    assert code == 0, err
+    manifest = json.loads(out)
+    assert manifest["counts"]["documents"] == 2
+    by_id = {d["doc_id"]: d for d in manifest["documents"]}
+    assert set(by_id) == {"plant-notes", "market"}
+    assert by_id["market"]["title"] == "Market day"
+    assert by_id["plant-notes"]["source"] == str((corpus / "plant-notes.md").resolve())
+
+
+def test_index_a_directory(capsys: pytest.CaptureFixture[str], corpus: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    (folder / "nested").mkdir(parents=True)
+    (folder / "plant-notes.md").write_bytes((corpus / "plant-notes.md").read_bytes())
+    (folder / "nested" / "market.html").write_bytes((corpus / "market.html").read_bytes())
+    (folder / "ignored.docx").write_bytes(b"PK not a supported type")
+    code, _, err = run(capsys, "index", folder, "--out", tmp_path / "idx")
+    assert code == 0, err
+    assert "indexed 2 documents" in err
+    code, out, _ = run(capsys, "search", "saffron market", "-k", "1", "--index", tmp_path / "idx", "--json")
+    assert code == 0
+    assert json.loads(out)["passages"][0]["doc_id"] == "market"
+
+
+# -- as a real process ---------------------------------------------------------------------------
+
+
+def test_subprocess_ask_json(article_index_dir: Path, tmp_path: Path) -> None:
+    result = run_qa("ask", TROOPS, "--index", article_index_dir, "--json", cwd=tmp_path,
+                    command=[sys.executable, "-m", "qa.cli"])
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    check_ask_schema(answer)
+    assert answer["found"] is True
+    assert list(tmp_path.iterdir()) == [], "nothing is written to the current directory"
+
+
+def broken_index(directory: Path, article_index_dir: Path) -> Path:
+    path = directory / "broken"
+    path.mkdir()
+    for file in article_index_dir.iterdir():
+        (path / file.name).write_bytes(file.read_bytes())
+    (path / "vectors.faiss").write_bytes(b"truncated")
+    return path
+
+
+ERROR_CASES = {
+    "empty question": lambda d, a: ["ask", ""],
+    "blank question": lambda d, a: ["search", "  \t "],
+    "over-long question": lambda d, a: ["ask", "why " * 300, "--index", a],
+    "k below one": lambda d, a: ["search", "Libya", "-k", "0", "--index", a],
+    "missing index": lambda d, a: ["ask", TROOPS, "--index", d / "no-such-index"],
+    "info of missing index": lambda d, a: ["info", d / "no-such-index"],
+    "corrupt index": lambda d, a: ["search", TROOPS, "--index", broken_index(d, a)],
+    "missing history": lambda d, a: ["ask", TROOPS, "--index", a, "--history", d / "no-history.json"],
+}
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES))
+def test_errors_print_one_line_and_exit_non_zero(case: str, tmp_path: Path, article_index_dir: Path) -> None:
+    result = run_qa(*ERROR_CASES[case](tmp_path, article_index_dir), cwd=tmp_path)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("qa: error:")
+    assert not (tmp_path / "index").exists(), "an error must not build the default index"
+
+
+INDEX_INPUTS = {
+    "unsupported type": ("slides.docx", b"PK\x03\x04 zipped"),
+    "binary text": ("dump.txt", b"\x7fELF\x02\x01\x01\x00\x00\x00"),
+    "empty file": ("empty.md", b""),
+    "broken pdf": ("broken.pdf", b"%PDF-1.4 not really a pdf"),
+    "missing file": ("missing.txt", None),
+}
+
+
+@pytest.mark.parametrize("case", list(INDEX_INPUTS))
+def test_index_errors_leave_no_partial_index(case: str, tmp_path: Path) -> None:
+    good = tmp_path / "good.txt"
+    good.write_text("Derna lies on the coast. It was flooded in 2023.", encoding="utf-8")
+    name, data = INDEX_INPUTS[case]
+    if data is not None:
+        (tmp_path / name).write_bytes(data)
+    out_parent = tmp_path / "out"
+    out_parent.mkdir()
+    result = run_qa("index", good, tmp_path / name, "--out", out_parent / "idx", cwd=tmp_path)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("qa: error:")
+    assert name in lines[0]
+    assert list(out_parent.iterdir()) == [], "no index, no temporary directory"
