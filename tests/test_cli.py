@@ -158,7 +158,7 @@ def test_malformed_history_is_an_error(
     assert "history" in err
 
 
-def test_ask_without_index_builds_the_default_under_the_current_directory(
+def test_without_index_the_default_is_built_under_the_current_directory(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
