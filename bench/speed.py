@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/speed.py                 # bundled article + SQuAD part A if present
     .venv/bin/python bench/speed.py --no-squad --repeats 3 --json speed.json
+    .venv/bin/python bench/speed.py --no-squad --threads 1   # compare torch thread counts
 
 The machine is noisy, so every result is also given as a ratio to a floor
 measured in the same run:
@@ -195,10 +196,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--builds", type=int, default=3, help="article index builds, median taken (default 3)")
     parser.add_argument("--no-squad", action="store_true", help="skip the 390-paragraph SQuAD corpus")
     parser.add_argument("--squad-questions", type=int, default=40, help="SQuAD questions timed (default 40)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
 
     imports, info = timed(machine)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        info["torch threads"] = torch.get_num_threads()
     model_load = timed(lambda: get_embedder(DEFAULT_MODEL))[0]
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="qa-bench-") as tmp:
