@@ -1,0 +1,222 @@
+"""The chat in Debian's Chromium through Playwright: asking, sources, uploads, safety, one session per visitor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:::gradio.queueing")]
+
+TROOPS = "What did CNN report about troop numbers?"
+ZEBRAS = "How far did the Okavango zebras migrate?"
+ZEBRA_NOTES = ("Field notes on the Okavango zebra herd.\n"
+               "The herd of Okavango zebras migrated exactly 412 kilometres in the spring of 2021, "
+               "led by a mare named Tessellate.\n"
+               "Rangers counted the herd every morning at the river crossing.\n")
+EVIL_NOTES = ("# Keeper <img src=x onerror=\"window.__pwned = 2\"> log\n\n"
+              "The purple lighthouse keeper was named Bartholomew Quince <script>window.__pwned = 1</script> "
+              "and he lived on the island of Vellmoor.\n"
+              "A picture <img src=x onerror=\"window.__pwned = 3\"> and a [link](javascript:window.__pwned=4) "
+              "and **bold** text ${7*7} {{constructor}}.\n")
+SLOW = 30_000  # ms: answering and indexing on a small CPU
+
+
+def ask(page: Page, question: str) -> None:
+    """Type the question, press Enter, and wait until its answer and sources are shown."""
+    box = page.locator("#qa-question textarea")
+    box.fill(question)
+    box.press("Enter")
+    expect(page.locator("#qa-sources .qa-for")).to_contain_text(question, timeout=SLOW)
+
+
+def last_answer(page: Page):
+    return page.locator("#qa-chat [data-testid=bot]").last
+
+
+def upload(page: Page, *paths: Path) -> None:
+    page.locator("#qa-upload input[type=file]").set_input_files([str(p) for p in paths])
+
+
+def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return path
+
+
+def test_troop_question_answered_with_highlighted_source(page, tmp_path):
+    ask(page, TROOPS)
+    expect(last_answer(page)).to_contain_text("fifty")
+    expect(last_answer(page).locator(".qa-marker")).to_have_text(["[1]"])
+    source = page.locator("#qa-sources .qa-source").first
+    expect(source).to_contain_text("[1]")
+    expect(source).to_contain_text("characters 3909–4231")
+    highlight = " ".join(source.locator(".qa-context mark").inner_text().split())
+    assert "up to fifty US special operations" in highlight
+    expect(page.locator("#qa-question textarea")).to_have_value("")
+    page.screenshot(path=str(tmp_path / "troops.png"))
+    assert (tmp_path / "troops.png").stat().st_size > 10_000
+
+
+def test_clicking_marker_or_source_reveals_passage_and_copy(page, tmp_path):
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    ask(page, TROOPS)
+    viewer = page.locator("#qa-sources details.qa-viewer").first
+    in_document = viewer.locator(".qa-doc mark")
+    expect(in_document).to_be_hidden()
+    last_answer(page).locator(".qa-marker").first.click()
+    expect(viewer).to_have_attribute("open", "")
+    expect(in_document).to_be_visible()
+    expect(in_document).to_be_in_viewport()
+    assert "up to fifty US special operations" in " ".join(in_document.inner_text().split())
+    page.screenshot(path=str(tmp_path / "revealed.png"))
+
+    viewer.locator("summary").click()  # close it, then open it again by clicking the source card
+    expect(in_document).to_be_hidden()
+    page.locator("#qa-sources .qa-source .qa-context").first.click()
+    expect(in_document).to_be_visible()
+
+    page.locator("#qa-sources .qa-copy").click()
+    expect(page.locator("#qa-sources .qa-copy")).to_have_text("Copied")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert "fifty" in copied and "[1]" in copied and "<" not in copied
+
+
+def test_example_follow_up_and_clear(page):
+    page.get_by_role("button", name=TROOPS).click()
+    expect(page.locator("#qa-sources .qa-for")).to_contain_text(TROOPS, timeout=SLOW)
+    expect(last_answer(page)).to_contain_text("fifty")
+    ask(page, "Why should that be viewed warily?")
+    expect(last_answer(page)).to_contain_text("Haftar")
+    expect(page.locator("#qa-chat [data-testid=user]")).to_have_count(2)  # earlier turns stay visible
+
+    # a marker of the earlier answer brings its sources back
+    page.locator("#qa-chat .qa-marker.qa-t0").first.click()
+    expect(page.locator("#qa-sources .qa-for")).to_contain_text(TROOPS)
+    expect(page.locator("#qa-sources .qa-source.qa-active .qa-doc mark")).to_be_visible()
+
+    page.locator("#qa-clear").click()
+    expect(page.locator("#qa-chat [data-testid=bot]")).to_have_count(0)
+    expect(page.locator("#qa-sources")).to_contain_text("Ask a question")
+
+
+def test_unanswerable_question_shows_no_source(page):
+    ask(page, "What is the speed of light?")
+    expect(last_answer(page)).to_contain_text("does not say")
+    expect(last_answer(page).locator(".qa-marker")).to_have_count(0)
+    expect(page.locator("#qa-sources .qa-source")).to_have_count(0)
+    expect(page.locator("#qa-sources mark")).to_have_count(0)
+    expect(page.locator("#qa-sources")).to_contain_text("do not answer")
+
+
+@pytest.mark.parametrize(("question", "expected"), [("", "question is empty"), ("why " * 400, "the limit is")])
+def test_bad_question_shows_message(page, question, expected):
+    box = page.locator("#qa-question textarea")
+    box.fill(question)
+    box.press("Enter")
+    expect(page.locator(".toast-body").first).to_contain_text(expected, timeout=SLOW)
+    expect(page.locator("#qa-chat [data-testid=bot]")).to_have_count(0)
+
+
+def test_upload_is_searched_and_private_to_its_visitor(visitor, client, retriever, article_index_dir, tmp_path):
+    first = visitor()
+    upload(first, write(tmp_path, "zebra-notes.txt", ZEBRA_NOTES))
+    expect(first.locator("#qa-status")).to_contain_text("Added zebra-notes", timeout=SLOW)
+    expect(first.locator("#qa-docs")).to_contain_text("zebra-notes")
+    ask(first, ZEBRAS)
+    expect(last_answer(first)).to_contain_text("412 kilometres")
+    expect(first.locator("#qa-sources .qa-source .qa-title")).to_contain_text(["zebra-notes"])
+    ask(first, TROOPS)  # the bundled article is still searched
+    expect(last_answer(first)).to_contain_text("fifty")
+
+    other = visitor()
+    expect(other.locator("#qa-docs")).not_to_contain_text("zebra")
+    ask(other, ZEBRAS)
+    expect(last_answer(other)).to_contain_text("does not say")
+    expect(other.locator("#qa-sources .qa-source")).to_have_count(0)
+    assert client.predict(ZEBRAS, api_name="/ask")["found"] is False
+    assert [d.doc_id for d in retriever.documents] == ["libya-policy-newsweek"]
+    manifest = json.loads((article_index_dir / "manifest.json").read_text())
+    assert [d["doc_id"] for d in manifest["documents"]] == ["libya-policy-newsweek"]
+
+
+def test_document_with_script_cannot_run(page, tmp_path):
+    upload(page, write(tmp_path, "keeper.md", EVIL_NOTES))
+    expect(page.locator("#qa-status")).to_contain_text("Added Keeper", timeout=SLOW)
+    ask(page, "Who was the purple lighthouse keeper?")
+    expect(last_answer(page)).to_contain_text("<script>window.__pwned = 1</script>")  # shown as text
+    page.locator("#qa-sources .qa-source .qa-context").first.click()  # open the document viewer too
+    expect(page.locator("#qa-sources .qa-doc")).to_contain_text("onerror")
+    expect(page.locator("#qa-docs")).to_contain_text('<img src=x onerror="window.__pwned = 2">')
+    page.wait_for_timeout(500)
+    assert page.evaluate("typeof window.__pwned") == "undefined"
+    for where in ("#qa-chat", "#qa-sources", "#qa-docs", "#qa-status"):
+        assert page.locator(f"{where} img, {where} script, {where} a[href^=javascript]").count() == 0
+    page.screenshot(path=str(tmp_path / "script.png"))
+
+
+def test_bad_files_are_named_and_loaded_documents_keep_working(page, tmp_path):
+    files = [write(tmp_path, "blob.txt", b"abc\x00\x00\x01binary"), write(tmp_path, "empty.md", "  \n"),
+             write(tmp_path, "tool.exe", "MZ"), write(tmp_path, "zebra-notes.txt", ZEBRA_NOTES)]
+    upload(page, *files)
+    status = page.locator("#qa-status")
+    expect(status).to_contain_text("Added zebra-notes", timeout=SLOW)
+    for reason in ("blob.txt: looks like a binary file", "empty.md: no text", "tool.exe: unsupported file type"):
+        expect(status).to_contain_text(reason)
+    expect(page.locator(".toast-body").first).to_contain_text("tool.exe")
+    ask(page, TROOPS)
+    expect(last_answer(page)).to_contain_text("fifty")
+    ask(page, ZEBRAS)
+    expect(last_answer(page)).to_contain_text("412 kilometres")
+
+
+def test_choose_remove_and_reset_documents(page, tmp_path):
+    twins = []
+    for folder in ("a", "b"):  # two files with one name: the second gets the id zebra-notes-2
+        (tmp_path / folder).mkdir()
+        twins.append(write(tmp_path / folder, "zebra-notes.txt", ZEBRA_NOTES))
+    upload(page, *twins)
+    expect(page.locator("#qa-status")).to_contain_text("Uploads: 2 of", timeout=SLOW)
+    docs = page.locator("#qa-docs")
+    expect(docs).to_contain_text("zebra-notes (zebra-notes-2)")
+
+    docs.get_by_label("With ISIS on the Brink").uncheck()  # search the uploads only
+    expect(page.locator("#qa-status")).to_contain_text("Searching 2 of 3 documents")
+    ask(page, TROOPS)
+    expect(last_answer(page)).to_contain_text("does not say")
+
+    page.locator("#qa-remove-choice input").click()
+    page.get_by_role("option", name="zebra-notes (zebra-notes-2)").click()
+    page.locator("#qa-remove").click()
+    expect(page.locator("#qa-status")).to_contain_text("Removed")
+    expect(docs).not_to_contain_text("zebra-notes-2")
+    expect(page.locator("#qa-status")).to_contain_text("Uploads: 1 of")
+
+    page.locator("#qa-reset").click()
+    expect(page.locator("#qa-status")).to_contain_text("Searching 1 of 1 documents")
+    expect(docs).not_to_contain_text("zebra")
+    ask(page, ZEBRAS)
+    expect(last_answer(page)).to_contain_text("does not say")
+    ask(page, TROOPS)
+    expect(last_answer(page)).to_contain_text("fifty")
+
+
+def test_upload_limits_are_explained(page, tmp_path, monkeypatch):
+    import app  # the module the running server uses: its limits are read on each upload
+
+    monkeypatch.setattr(app, "MAX_UPLOADS", 2)
+    monkeypatch.setattr(app, "MAX_FILE_MB", 0.001)  # about 1 kB
+    monkeypatch.setattr(app, "MAX_UPLOAD_CHARS", 300)
+    files = {"huge.txt": "Many words here. " * 100, "zebra-notes.txt": ZEBRA_NOTES, "copy.txt": ZEBRA_NOTES,
+             "tiny.txt": "A tiny note.", "extra.txt": "One more note."}
+    upload(page, *(write(tmp_path, name, text) for name, text in files.items()))
+    status = page.locator("#qa-status")
+    expect(status).to_contain_text("Uploads: 2 of 2", timeout=SLOW)
+    expect(status).to_contain_text("huge.txt: the file is larger than 0.001 MB")
+    expect(status).to_contain_text("copy.txt: 217 characters would take this session's uploads over 300")
+    expect(status).to_contain_text("extra.txt: not added, a session holds at most 2 uploaded documents")
+    expect(page.locator("#qa-docs")).to_contain_text("tiny")
+    ask(page, ZEBRAS)
+    expect(last_answer(page)).to_contain_text("412 kilometres")
