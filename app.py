@@ -253,7 +253,7 @@ def build_app(retriever: Retriever | None = None, *, index_dir: str | Path | Non
         try:
             answer = Assistant(session.active).ask(question, history=history)
         except QAError as exc:
-            raise gr.Error(message(exc), title="Cannot ask that", print_exception=False) from exc
+            raise gr.Error(message(exc), print_exception=False) from exc
         turn = Turn(answer.question, answer, sources_html(len(session.turns), answer, session.active))
         shown = session.messages() + [{"role": "user", "content": esc(answer.question)}]
         words = esc(answer.text).split(" ")
