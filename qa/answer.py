@@ -36,20 +36,35 @@ _REFERRING = re.compile(
     re.IGNORECASE,
 )
 _NUMBER = re.compile(
-    r"\d|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
+    r"\d[\d,.]*|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
     r"sixty|seventy|eighty|ninety|hundred|thousand|million|billion|dozen|half|percent)\b",
     re.IGNORECASE,
 )
 _DATE = re.compile(
-    r"\b(1[0-9]{3}|20[0-9]{2}|January|February|March|April|May|June|July|August|September|October|"
-    r"November|December|century|decade|year|years|today|yesterday|week|month)\b",
+    r"\b(1[0-9]{3}|20[0-9]{2}|[0-9]{1,2}(st|nd|rd|th)|January|February|March|April|May|June|July|August|"
+    r"September|October|November|December|centur(y|ies)|decades?|years?|today|yesterday|weeks?|months?)\b",
     re.IGNORECASE,
 )
-_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+")
+# A capitalised word after the first one: a rough but dependable sign of a name or place.
+_NAME = re.compile(r"(?<=[\s(\"'])[A-Z][\w-]+")
+_CUES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
+    (re.compile(r"\bhow (many|much|long|far|old|large|big|tall|high|often|fast)\b|\bnumbers?\b|"
+                r"\bpercent(age)?\b|\bwhat (amount|proportion|size)\b"), _NUMBER),
+    (re.compile(r"\bwhen\b|\bwhat (year|date|time|day|month|decade|century|period)\b|"
+                r"\bwhich (year|decade|century)\b"), _DATE),
+    (re.compile(r"\bwho\b|\bwhose\b|\bwhom\b|\bwhere\b|\bwhat is the name\b|"
+                r"\b(what|which) (city|country|person|place|state|region|company|organi[sz]ation|group|"
+                r"university|team|language|river|nation)\b"), _NAME),
+)
 
-# Weights of the sentence score; fitted on the article development set and the
-# first five SQuAD articles (see bench/ and README "Quality").
-W_DENSE, W_TERMS, W_PASSAGE, W_CUE = 0.55, 0.30, 0.15, 0.08
+# Weights of the sentence score, fitted on the first five SQuAD articles and the
+# article development set (bench/tune_answer.py prints the ablation).
+W_DENSE = 0.45
+W_TERMS = 0.2
+W_TERMS_WITH_PREVIOUS = 0.35
+W_PASSAGE = 0.2
+W_CUE = 0.15
+W_NOVELTY = 0.1
 FOLLOW_UP_PENALTY = 0.5
 
 
@@ -84,6 +99,8 @@ class Answer:
         citations: numbered supports, [1] first.
         query: the text actually searched (the question with any follow-up context).
         closest: when not found, the nearest passages, which do not answer.
+        confidence: how strongly the best sentence matches (see `support`); below
+            `Settings.min_answer_score` the assistant refuses.
     """
 
     question: str
@@ -92,6 +109,7 @@ class Answer:
     citations: tuple[Citation, ...] = ()
     query: str = ""
     closest: tuple[Passage, ...] = ()
+    confidence: float = 0.0
 
 
 class Assistant:
@@ -109,41 +127,45 @@ class Assistant:
         query_vector = self.retriever.embedder.embed_query(query)
         passages = self.retriever.rank(query, query_vector, k=self.settings.answer_passages)
         scored = self._score_sentences(question, query, query_vector, passages, said_before)
-        if not scored or scored[0][0] < self.settings.min_answer_score:
-            return Answer(question, NOT_FOUND, False, (), query, tuple(passages))
+        confidence = scored[0][3] if scored else 0.0
+        if confidence < self.settings.min_answer_score:
+            return Answer(question, NOT_FOUND, False, (), query, tuple(passages), confidence)
         citations = self._cite(scored)
         text = " ".join(f"{_normalise(c.text)} [{c.n}]" for c in citations)
-        return Answer(question, text, True, tuple(citations), query)
+        return Answer(question, text, True, tuple(citations), query, (), confidence)
 
     def _score_sentences(
         self, question: str, query: str, query_vector: np.ndarray, passages: list[Passage], said_before: str
-    ) -> list[tuple[float, int, Passage]]:
+    ) -> list[tuple[float, int, Passage, float]]:
+        """(score, sentence id, passage, support) for every sentence of the passages, best first."""
         retriever = self.retriever
         query_terms = terms([query])[0]
-        cue = _answer_cue(question)
+        cue = answer_cue(question)
+        question_words = set(re.findall(r"\w+", query.lower()))
         best_passage = max((p.score for p in passages), default=1.0) or 1.0
-        scored: dict[int, tuple[float, int, Passage]] = {}
+        scored: dict[int, tuple[float, int, Passage, float]] = {}
         for passage in passages:
             for sentence_id in retriever.chunk_sentences[passage.chunk].tolist():
                 if sentence_id in scored:
                     continue
-                sentence = retriever.sentences[sentence_id]
-                dense = float(retriever.sentence_vectors[sentence_id] @ query_vector)
-                overlap = retriever.term_weights.overlap(query_terms, retriever.sentence_terms[sentence_id])
-                score = W_DENSE * dense + W_TERMS * overlap + W_PASSAGE * passage.score / best_passage
-                if cue is not None and cue.search(sentence.text):
+                features = sentence_features(retriever, sentence_id, query_terms, query_vector)
+                score = (W_DENSE * features.dense + W_TERMS * features.overlap
+                         + W_TERMS_WITH_PREVIOUS * features.overlap_with_previous
+                         + W_PASSAGE * passage.score / best_passage + W_NOVELTY * features.novelty)
+                text = retriever.sentences[sentence_id].text
+                if cue is not None and has_new_match(cue, text, question_words):
                     score += W_CUE
-                if said_before and _normalise(sentence.text) in said_before:
+                if said_before and _normalise(text) in said_before:
                     score *= FOLLOW_UP_PENALTY
-                scored[sentence_id] = (score, sentence_id, passage)
+                scored[sentence_id] = (score, sentence_id, passage, support(features))
         return sorted(scored.values(), key=lambda item: (-item[0], item[1]))
 
-    def _cite(self, scored: list[tuple[float, int, Passage]]) -> list[Citation]:
+    def _cite(self, scored: list[tuple[float, int, Passage, float]]) -> list[Citation]:
         """[1] is the best sentence; more follow if they score close to it."""
         best = scored[0][0]
         chosen = [item for item in scored[: self.settings.max_citations] if item[0] >= 0.85 * best]
         citations = []
-        for n, (score, sentence_id, passage) in enumerate(chosen, start=1):
+        for n, (score, sentence_id, passage, _) in enumerate(chosen, start=1):
             sentence = self.retriever.sentences[sentence_id]
             citations.append(Citation(n, sentence.doc_id, passage.title, sentence.start, sentence.end,
                                       sentence.text, round(score, 4), passage.text, passage.start, passage.end))
@@ -164,16 +186,65 @@ def _extend(question: str, previous: str) -> str:
     return question
 
 
-def _answer_cue(question: str) -> re.Pattern[str] | None:
+@dataclass(frozen=True)
+class SentenceFeatures:
+    """How well one sentence matches a query, each in about 0..1.
+
+    Attributes:
+        dense: cosine similarity of the sentence and query embeddings.
+        overlap: IDF-weighted share of the query's stemmed terms in the sentence.
+        overlap_with_previous: the same over the sentence and the one before it,
+            which often names what "it" or "the first of which" refers to.
+        novelty: share of the sentence's terms that the query does not have;
+            a sentence that only restates the question does not answer it.
+    """
+
+    dense: float
+    overlap: float
+    overlap_with_previous: float
+    novelty: float
+
+
+def sentence_features(retriever: Retriever, sentence_id: int, query_terms: list[str],
+                      query_vector: np.ndarray) -> SentenceFeatures:
+    sentence_terms = retriever.sentence_terms[sentence_id]
+    weights = retriever.term_weights
+    previous = sentence_id - 1
+    if previous >= 0 and retriever.sentences[previous].doc_id == retriever.sentences[sentence_id].doc_id:
+        with_previous = weights.overlap(query_terms, sentence_terms + retriever.sentence_terms[previous])
+    else:
+        with_previous = weights.overlap(query_terms, sentence_terms)
+    own = set(sentence_terms)
+    return SentenceFeatures(
+        dense=float(retriever.sentence_vectors[sentence_id] @ query_vector),
+        overlap=weights.overlap(query_terms, sentence_terms),
+        overlap_with_previous=with_previous,
+        novelty=len(own - set(query_terms)) / len(own) if own else 0.0,
+    )
+
+
+def support(features: SentenceFeatures) -> float:
+    """How much a sentence is about the question, for the refusal decision.
+
+    Only absolute evidence counts: meaning (dense) and shared terms. Rank-relative
+    signals (passage score, novelty, answer-type cue) make any sentence look best
+    somewhere, so they order sentences but do not decide whether to answer.
+    """
+    return 0.5 * features.dense + 0.5 * max(features.overlap, features.overlap_with_previous)
+
+
+def answer_cue(question: str) -> re.Pattern[str] | None:
     """What kind of text would answer: a number, a date or a name, if the question says."""
     lowered = question.lower()
-    if re.search(r"\bhow (many|much|long|far|old|large|big)\b|\bnumbers?\b|\bpercentage\b", lowered):
-        return _NUMBER
-    if re.search(r"\bwhen\b|\bwhat (year|date|time|day|month|century)\b", lowered):
-        return _DATE
-    if re.search(r"\bwho\b|\bwhose\b|\bwhom\b|\bwhere\b|\bwhich (city|country|person|place)\b", lowered):
-        return _NAME
+    for asks, answer_pattern in _CUES:
+        if asks.search(lowered):
+            return answer_pattern
     return None
+
+
+def has_new_match(pattern: re.Pattern[str], text: str, question_words: set[str]) -> bool:
+    """Whether `text` has a match of `pattern` that is not a word of the question."""
+    return any(match.group(0).lower().strip(",.") not in question_words for match in pattern.finditer(text))
 
 
 def _normalise(text: str) -> str:

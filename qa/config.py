@@ -38,7 +38,7 @@ class Settings:
     chunk_overlap: int = 1
     chunk_tokens: int = 200
     index_type: IndexType = "flat"
-    dense_weight: float = 0.5
+    dense_weight: float = 0.6
     candidates: int = 30
     answer_passages: int = 3
     max_citations: int = 2

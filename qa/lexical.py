@@ -8,6 +8,7 @@ and lets question words dominate the scores).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -45,6 +46,9 @@ class BM25:
 
     def __init__(self, texts: Sequence[str]) -> None:
         import bm25s
+
+        # bm25s sets its logger to DEBUG on import; let applications decide again.
+        logging.getLogger("bm25s").setLevel(logging.NOTSET)
 
         self.size = len(texts)
         self._index = bm25s.BM25()
