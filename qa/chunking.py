@@ -3,10 +3,12 @@
 Sentences come from pysbd (rule-based, English abbreviations handled, no
 model download). pysbd sees one block at a time: text is first cut into
 blocks at blank lines, indented lines, list items and headings, so a photo
-caption or a boilerplate line does not glue onto the next paragraph. Newlines
-inside a block become spaces before segmentation, which keeps every offset
-valid. Each sentence and chunk records `start`/`end` such that
-`document.text[start:end]` is exactly its text.
+caption or a boilerplate line does not glue onto the next paragraph; `\r\n`
+and `\r` count as line breaks like `\n`. pysbd slows down super-linearly on
+long inputs, so a block over `_MAX_BLOCK_CHARS` is cut further at a likely
+sentence end. Newlines inside a block become spaces before segmentation,
+which keeps every offset valid. Each sentence and chunk records `start`/`end`
+such that `document.text[start:end]` is exactly its text.
 """
 
 from __future__ import annotations
@@ -19,9 +21,27 @@ from functools import lru_cache
 from .config import Settings
 from .documents import Document
 
+# A line break: Unix, Windows or old Mac. `\r(?!\n)` keeps `\r\n` one break, not two.
+_NEWLINE = r"(?:\r\n|\r(?!\n)|\n)"
 # A newline starts a new block when the next line is blank, indented,
 # a list item or heading, or when the line before it ends with a colon.
-_BLOCK_BREAK = re.compile(r"\n(?=[ \t]*\n|[ \t]+\S|[#>*+-]|\d+[.)]\s)|(?<=:)[ \t]*\n")
+_BLOCK_BREAK = re.compile(
+    rf"{_NEWLINE}(?=[ \t]*{_NEWLINE}|[ \t]+\S|[#>*+-]|\d+[.)]\s)|(?<=:)[ \t]*{_NEWLINE}"
+)
+# pysbd's time grows faster than linearly with its input (80 KB in one call
+# takes seconds), so no block handed to it is longer than this.
+_MAX_BLOCK_CHARS = 5_000
+# Where to cut an over-long block, best first: a sentence ending a line, a
+# sentence end before a capital or digit, a line break, any whitespace. A
+# sentence end follows two lower-case letters or digits, so "Mr." and "U.S." are not one.
+_SENTENCE_END = r"(?<=[a-z0-9]{2})[.!?][\"'\u201d\u2019)\]]*"
+_SAFE_CUTS = (
+    re.compile(rf"{_SENTENCE_END}[ \t]*[\r\n]\s*"),
+    re.compile(rf"{_SENTENCE_END}\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9])"),
+    re.compile(r"[\r\n]\s*"),
+    re.compile(r"\s+"),
+)
+_WORD = re.compile(r"\S+")
 _WORD_PIECE = re.compile(r"\w+|[^\w\s]")
 _WORDS = re.compile(r"\w+")
 
@@ -106,16 +126,43 @@ def chunk_document(document: Document, sentences: list[Sentence], settings: Sett
 
 def estimate_tokens(text: str) -> int:
     """A cheap over-estimate of word pieces: words and punctuation, plus a fifth for sub-words."""
-    return int(len(_WORD_PIECE.findall(text)) * 1.2) + 1
+    return _tokens_for(len(_WORD_PIECE.findall(text)))
+
+
+def _tokens_for(pieces: int) -> int:
+    """`estimate_tokens` of a text with this many words and punctuation marks."""
+    return int(pieces * 1.2) + 1
 
 
 def _blocks(text: str) -> Iterator[tuple[int, int]]:
-    """Spans of non-blank text between block breaks, trimmed of surrounding whitespace."""
+    """Spans of non-blank text between block breaks, trimmed, none over `_MAX_BLOCK_CHARS`."""
     position = 0
     for match in _BLOCK_BREAK.finditer(text):
-        yield from _trimmed(text, position, match.start())
+        yield from _capped(text, position, match.start())
         position = match.end()
-    yield from _trimmed(text, position, len(text))
+    yield from _capped(text, position, len(text))
+
+
+def _capped(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """The trimmed span, cut at safe boundaries into parts of at most `_MAX_BLOCK_CHARS`."""
+    for first, last in _trimmed(text, start, end):
+        while last - first > _MAX_BLOCK_CHARS:
+            cut = _safe_cut(text, first, first + _MAX_BLOCK_CHARS)
+            yield from _trimmed(text, first, cut)
+            first = cut
+        yield from _trimmed(text, first, last)
+
+
+def _safe_cut(text: str, start: int, end: int) -> int:
+    """The last best boundary in the second half of `text[start:end]`, or `end` if there is none.
+
+    Only the second half is searched so that no part is tiny.
+    """
+    for pattern in _SAFE_CUTS:
+        ends = [match.end() for match in pattern.finditer(text, (start + end) // 2, end)]
+        if ends:
+            return ends[-1]
+    return end
 
 
 def _trimmed(text: str, start: int, end: int) -> Iterable[tuple[int, int]]:
@@ -128,15 +175,39 @@ def _trimmed(text: str, start: int, end: int) -> Iterable[tuple[int, int]]:
 
 
 def _cut_long(text: str, start: int, end: int, max_tokens: int) -> Iterator[tuple[int, int]]:
-    """Cut an over-long span at whitespace into pieces of at most `max_tokens` estimated tokens."""
+    """Cut an over-long span into pieces of at most `max_tokens` estimated tokens.
+
+    Words are added to a piece while they fit (word pieces of separate words
+    add up, so the estimate of a piece is exact); a word too big for any
+    piece on its own is cut between its word pieces.
+    """
     if estimate_tokens(text[start:end]) <= max_tokens:
         yield start, end
         return
-    words = [m.span() for m in re.finditer(r"\S+", text[start:end])]
-    per_piece = max(1, int(max_tokens / 1.5))
-    for i in range(0, len(words), per_piece):
-        group = words[i : i + per_piece]
-        yield start + group[0][0], start + group[-1][1]
+    limit = _max_pieces(max_tokens)
+    piece: tuple[int, int] | None = None
+    count = 0
+    for word in _WORD.finditer(text, start, end):
+        pieces = [m.span() for m in _WORD_PIECE.finditer(text, *word.span())]
+        if piece is not None and count + len(pieces) <= limit:
+            piece, count = (piece[0], word.end()), count + len(pieces)
+            continue
+        if piece is not None:
+            yield piece
+        while len(pieces) > limit:  # one word over the budget: cut it between word pieces
+            yield pieces[0][0], pieces[limit - 1][1]
+            pieces = pieces[limit:]
+        piece, count = (pieces[0][0], pieces[-1][1]), len(pieces)
+    if piece is not None:
+        yield piece
+
+
+def _max_pieces(max_tokens: int) -> int:
+    """The most words and punctuation marks a text may hold to stay within `max_tokens` (at least 1)."""
+    pieces = max_tokens
+    while pieces > 1 and _tokens_for(pieces) > max_tokens:
+        pieces -= 1
+    return pieces
 
 
 @lru_cache(maxsize=1)

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from qa import Document, Settings, bundled_article
-from qa.chunking import Chunk, Sentence, chunk_document, estimate_tokens, split_sentences
+from qa.chunking import _MAX_BLOCK_CHARS, Chunk, Sentence, _blocks, chunk_document, estimate_tokens, split_sentences
 
 BLANK_LINE = re.compile(r"\n[ \t\r]*\n")
 
@@ -118,6 +118,39 @@ def test_windows_line_endings_split_like_unix_ones() -> None:
     windows = split_sentences(Document(doc_id="windows", text=PARAGRAPHS.replace("\n", "\r\n")))
     assert [" ".join(s.text.split()) for s in windows] == [" ".join(s.text.split()) for s in unix]
     assert "Libya Policy Review" in [s.text for s in unix]
+
+
+@pytest.mark.parametrize("newline", ["\r", "\r\n"])
+def test_old_mac_and_windows_blank_lines_break_blocks(newline: str) -> None:
+    text = PARAGRAPHS.replace("\n", newline)
+    assert [" ".join(text[s:e].split()) for s, e in _blocks(text)] == [
+        " ".join(PARAGRAPHS[s:e].split()) for s, e in _blocks(PARAGRAPHS)
+    ]
+
+
+@pytest.mark.parametrize("separator", [" ", "\r\n"])
+def test_long_text_without_blank_lines_is_split_in_parts_at_sentence_ends(separator: str) -> None:
+    """pysbd is super-linear in its input: ~300 KB in one block would hang without the cap."""
+    generated = [
+        f"Report {i} says the port of Misrata handled {i * 7 % 1000} ships in {1990 + i % 30}"
+        + (", more than the year before." if i % 3 else ".")
+        for i in range(5000)
+    ]
+    document = Document(doc_id="long", text=separator.join(generated))
+    assert len(document.text) > 300_000
+    assert all(e - s <= _MAX_BLOCK_CHARS for s, e in _blocks(document.text))
+    sentences = split_sentences(document)
+    check_sentences(document, sentences, 200)
+    assert [s.text for s in sentences] == generated, "parts are cut at sentence ends"
+
+
+def test_one_gigantic_word_is_cut_between_word_pieces() -> None:
+    word = "x" + ",1" * 400
+    document = Document(doc_id="word", text=f"It starts here. {word} and ends here.")
+    sentences = split_sentences(document, max_tokens=50)
+    check_sentences(document, sentences, 50)
+    assert sentences[0].text == "It starts here."
+    assert len(sentences) > 10
 
 
 def test_long_sentence_is_cut_at_whitespace_into_pieces_within_budget() -> None:
