@@ -154,7 +154,22 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
             f"index at {path} has format {manifest.get('format_version') if isinstance(manifest, dict) else '?'}, "
             f"this version of qa reads format {FORMAT_VERSION}; rebuild the index"
         )
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise CorruptIndexError(f"index at {path}: {MANIFEST} is damaged ({problem}); rebuild the index")
     return manifest
+
+
+def _manifest_problem(manifest: dict[str, Any]) -> str | None:
+    """What is wrong with the keys loading relies on, or None; so a damaged manifest is not a bare KeyError."""
+    for key, kind in (("settings", dict), ("documents", list), ("counts", dict), ("files", dict)):
+        if not isinstance(manifest.get(key), kind):
+            return f"{key!r} is missing or not a JSON {'object' if kind is dict else 'array'}"
+    if not all(isinstance(d, dict) and isinstance(d.get("sha256"), str) for d in manifest["documents"]):
+        return "a document entry has no 'sha256'"
+    if not isinstance(manifest["counts"].get("vectors"), int):
+        return "'counts' has no number of 'vectors'"
+    return None
 
 
 def load_index(path: str | Path) -> StoredIndex:
@@ -176,17 +191,17 @@ def load_index(path: str | Path) -> StoredIndex:
                 row = json.loads(line)
                 documents.append(Document(doc_id=row["doc_id"], text=row["text"], title=row["title"]))
         spans = json.loads((path / "spans.json").read_text(encoding="utf-8"))
+        sentences = [
+            [Sentence(doc.doc_id, s, e, doc.text[s:e]) for s, e in doc_spans]
+            for doc, doc_spans in zip(documents, spans["sentences"], strict=True)
+        ]
+        chunks = [
+            [Chunk(doc.doc_id, s, e, doc.text[s:e], tuple(range(first, last + 1))) for s, e, first, last in doc_spans]
+            for doc, doc_spans in zip(documents, spans["chunks"], strict=True)
+        ]
         vectors = VectorIndex(faiss.read_index(str(path / "vectors.faiss")))
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         raise CorruptIndexError(f"index at {path} cannot be read ({exc}); rebuild the index") from exc
-    sentences = [
-        [Sentence(doc.doc_id, s, e, doc.text[s:e]) for s, e in doc_spans]
-        for doc, doc_spans in zip(documents, spans["sentences"])
-    ]
-    chunks = [
-        [Chunk(doc.doc_id, s, e, doc.text[s:e], tuple(range(first, last + 1))) for s, e, first, last in doc_spans]
-        for doc, doc_spans in zip(documents, spans["chunks"])
-    ]
     expected = [d["sha256"] for d in manifest["documents"]]
     if [d.fingerprint for d in documents] != expected or len(vectors) != manifest["counts"]["vectors"]:
         raise CorruptIndexError(f"index at {path} does not match its manifest; rebuild the index")
@@ -202,11 +217,25 @@ def _sha256(path: Path) -> str:
 
 
 def _replace_dir(new: Path, target: Path) -> None:
-    """Move `new` to `target`, replacing any old directory there without a moment of half-written state."""
+    """Move `new` to `target`, replacing any old directory there without a moment of half-written state.
+
+    The old directory is parked beside the target first; if the new one cannot
+    take its place, the old one is moved back so a failed save loses nothing.
+    """
     if not target.exists():
         os.replace(new, target)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    os.replace(target, old / "index")
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)
+    parking = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+    old = parking / "index"
+    try:
+        os.replace(target, old)
+    except BaseException:
+        parking.rmdir()
+        raise
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old, target)  # if this fails too, the old index stays in `parking` to recover by hand
+        parking.rmdir()
+        raise
+    shutil.rmtree(parking, ignore_errors=True)

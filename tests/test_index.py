@@ -209,6 +209,29 @@ def manifest_without_documents(path: Path) -> None:
     edit_manifest(path, lambda m: m.pop("documents"))
 
 
+def manifest_without_counts(path: Path) -> None:
+    edit_manifest(path, lambda m: m.pop("counts"))
+
+
+def manifest_documents_not_a_list(path: Path) -> None:
+    edit_manifest(path, lambda m: m.update(documents="ports, desert, history"))
+
+
+def manifest_document_without_checksum(path: Path) -> None:
+    edit_manifest(path, lambda m: m["documents"][1].pop("sha256"))
+
+
+def manifest_vectors_not_a_number(path: Path) -> None:
+    edit_manifest(path, lambda m: m["counts"].update(vectors="nine"))
+
+
+def spans_for_fewer_documents(path: Path) -> None:
+    spans = json.loads((path / "spans.json").read_text(encoding="utf-8"))
+    spans["chunks"].pop()
+    (path / "spans.json").write_text(json.dumps(spans), encoding="utf-8")
+    edit_manifest(path, lambda m: m["files"].update({"spans.json": qa.index._sha256(path / "spans.json")}))
+
+
 def edit_manifest(path: Path, change: Callable[[dict], object]) -> None:
     manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
     change(manifest)
@@ -226,6 +249,11 @@ def edit_manifest(path: Path, change: Callable[[dict], object]) -> None:
         (manifest_not_an_object, "format"),
         (manifest_other_format, "format"),
         (manifest_without_documents, "manifest"),
+        (manifest_without_counts, "manifest.json is damaged .'counts'"),
+        (manifest_documents_not_a_list, "manifest.json is damaged .'documents'"),
+        (manifest_document_without_checksum, "manifest.json is damaged .*sha256"),
+        (manifest_vectors_not_a_number, "manifest.json is damaged .*vectors"),
+        (spans_for_fewer_documents, "cannot be read"),
     ],
 )
 def test_damaged_index_raises_corrupt_index_error(
@@ -237,6 +265,13 @@ def test_damaged_index_raises_corrupt_index_error(
         Retriever.load(path)
     assert str(path) in str(caught.value)
     assert "rebuild" in str(caught.value)
+
+
+def test_info_on_a_damaged_manifest_raises_corrupt_index_error(tmp_path: Path, small: Retriever) -> None:
+    path = small.save(tmp_path / "idx")
+    manifest_without_counts(path)
+    with pytest.raises(CorruptIndexError, match="rebuild"):
+        read_manifest(path)
 
 
 def test_loading_for_another_model_is_stale(tmp_path: Path, small: Retriever) -> None:
@@ -320,6 +355,26 @@ def test_failed_swap_leaves_the_old_index(tmp_path: Path, small: Retriever, monk
 
     monkeypatch.setattr(os, "replace", failing(real_replace))
     monkeypatch.setattr(os, "rename", failing(real_rename))
+    with pytest.raises(OSError, match="simulated"):
+        other.save(path)
+    monkeypatch.undo()
+    assert [d.doc_id for d in Retriever.load(path).documents] == ["ports", "desert", "history"]
+    assert leftovers(tmp_path) == []
+
+
+def test_failed_move_of_the_old_index_leaves_it_in_place(
+    tmp_path: Path, small: Retriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = small.save(tmp_path / "idx")
+    other = Retriever.build([Document("solo", "Misrata is a port city. It has a steel works.")])
+    real_replace = os.replace
+
+    def move(src: str | Path, dst: str | Path) -> None:
+        if Path(src) == path:
+            raise OSError("rename failed (simulated)")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", move)
     with pytest.raises(OSError, match="simulated"):
         other.save(path)
     monkeypatch.undo()
