@@ -23,6 +23,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not args.verbose:
+        # pypdf logs warnings about damaged PDFs ("EOF marker not found") that
+        # duplicate or precede the one error line; -v shows them.
+        logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         return int(args.run(args) or 0)
     except QAError as exc:
