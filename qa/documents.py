@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from .errors import DocumentError
 
@@ -20,6 +21,15 @@ BUNDLED_ARTICLE = "libya-policy-newsweek.txt"
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_DOCUMENT_CHARS = 2_000_000
+
+# HTML elements laid out as blocks; they become paragraphs of the extracted text.
+_BLOCK_TAGS = [
+    "address", "article", "aside", "blockquote", "caption", "center", "dd", "details", "dialog", "div", "dl", "dt",
+    "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li",
+    "main", "nav", "ol", "p", "pre", "section", "summary", "table", "tbody", "tfoot", "thead", "tr", "ul",
+]
+# Private-use characters that mark breaks while the HTML tree is flattened to text.
+_BLOCK_MARK, _LINE_MARK = "\ue000", "\ue001"
 
 
 @dataclass(frozen=True)
@@ -106,14 +116,41 @@ def _decode(name: str, data: bytes) -> str:
 
 
 def _html_text(html: str) -> tuple[str, str | None]:
+    """Text as a browser lays it out: inline tags flow within their paragraph, blocks are paragraphs.
+
+    Block elements become paragraphs separated by a blank line (so the chunker
+    sees them), `<br>` and the lines of `<pre>` become line breaks, and other
+    whitespace collapses to single spaces.
+    """
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(html, "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else None
     for tag in soup(["script", "style", "noscript", "template", "head"]):
         tag.decompose()
-    blocks = [line.strip() for line in soup.get_text("\n").splitlines()]
-    return "\n".join(line for line in blocks if line), title or None
+    _mark_breaks(soup)
+    blocks = (_flow(block) for block in soup.get_text().split(_BLOCK_MARK))
+    return "\n\n".join(block for block in blocks if block), title or None
+
+
+def _mark_breaks(soup: Any) -> None:
+    """Put markers where layout breaks the text: around block elements, at `<br>` and `<pre>` lines."""
+    for pre in soup("pre"):
+        for string in list(pre.strings):
+            string.replace_with(string.replace("\n", _LINE_MARK))
+    for tag in soup(_BLOCK_TAGS):
+        tag.insert_before(_BLOCK_MARK)
+        tag.insert_after(_BLOCK_MARK)
+    for tag in soup(["td", "th"]):
+        tag.insert_after(" ")  # cells of a row are words apart, not glued together
+    for tag in soup("br"):
+        tag.replace_with(_LINE_MARK)
+
+
+def _flow(block: str) -> str:
+    """One block's text: each line's whitespace runs collapsed to one space, empty lines dropped."""
+    lines = (" ".join(line.split()) for line in block.split(_LINE_MARK))
+    return "\n".join(line for line in lines if line)
 
 
 def _pdf_text(name: str, data: bytes) -> str:

@@ -178,6 +178,27 @@ def test_html_inline_markup_does_not_break_sentences(tmp_path: Path) -> None:
     assert text == "The US may reopen its embassy in Tripoli. See the report, page 2."
 
 
+def test_html_blocks_become_paragraphs_and_inline_tags_flow(tmp_path: Path) -> None:
+    path = tmp_path / "layout.html"
+    path.write_text(
+        "<body><!-- a comment --><div><h2>Derna   flood</h2><p>The dam <em>broke</em> on\n"
+        "<span>11 September</span>.<br>Thousands died.</p></div><ul><li>First <b>item</b></li><li>Second</li></ul>"
+        "<table><tr><th>City</th><th>Population</th></tr><tr><td>Tripoli</td><td>1.1m</td></tr></table>"
+        "<pre>line one\nline two</pre>Loose text</body>",
+        encoding="utf-8",
+    )
+    assert Document.from_path(path).text.split("\n\n") == [
+        "Derna flood",
+        "The dam broke on 11 September.\nThousands died.",
+        "First item",
+        "Second",
+        "City Population",
+        "Tripoli 1.1m",
+        "line one\nline two",
+        "Loose text",
+    ]
+
+
 def test_html_without_title_is_titled_by_file_name(tmp_path: Path) -> None:
     path = tmp_path / "page.htm"
     path.write_text("<p>Only a paragraph.</p>", encoding="utf-8")
