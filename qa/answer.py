@@ -10,7 +10,9 @@ The composer is extractive, so every claim is the document's own words:
    question's stemmed terms, its chunk's fused score, and whether it holds the
    kind of thing the question asks for (a number for "how many", a name for
    "who"). Sentences already given as the answer to the previous turn count
-   less, since a follow-up asks for something new.
+   less, since a follow-up asks for something new, unless they hold the kind
+   of thing asked for ("How many troops would it send?" after an answer
+   that already said "fifty").
 3. If the best sentence scores below `Settings.min_answer_score`, the answer
    says the document does not say, and nothing is cited as support.
 """
@@ -35,6 +37,15 @@ _REFERRING = re.compile(
     r"the same|such|one|ones|former|latter|also|else|too|other|another)\b",
     re.IGNORECASE,
 )
+_CONTINUING = re.compile(r"\s*(and|but|so|also|what about|how about|why|why not)\b", re.IGNORECASE)
+# "Which publication carried this piece?": asked about the document itself,
+# answered by the line that carries its title.
+_ABOUT_DOCUMENT = re.compile(
+    r"\b(this|the) (piece|article|document|text|story|essay|post|page|paper|book)\b", re.IGNORECASE)
+_ABOUT_PUBLICATION = re.compile(
+    r"\b(publication|publish\w*|carr(y|ied|ies)|appear\w*|outlet|magazine|newspaper|site|website|"
+    r"title\w*|headline|called|named)\b", re.IGNORECASE)
+_MARKER = re.compile(r"\s*\[\d+\]")
 _NUMBER = re.compile(
     r"\d[\d,.]*|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
     r"sixty|seventy|eighty|ninety|hundred|thousand|million|billion|dozen|half|percent)\b",
@@ -66,6 +77,7 @@ W_PASSAGE = 0.2
 W_CUE = 0.15
 W_NOVELTY = 0.1
 FOLLOW_UP_PENALTY = 0.5
+CITE_RATIO = 0.75  # further sentences are cited if they score at least this share of the best
 
 
 @dataclass(frozen=True)
@@ -122,11 +134,13 @@ class Assistant:
     def ask(self, question: str, history: Sequence[tuple[str, str]] = ()) -> Answer:
         """Answer `question`; `history` holds earlier (question, answer text) turns, oldest first."""
         question = check_question(question, self.settings)
-        query = resolve_follow_up(question, [q for q, _ in history])
+        query = resolve_follow_up(question, history)
         said_before = _normalise(history[-1][1]) if history else ""
         query_vector = self.retriever.embedder.embed_query(query)
         passages = self.retriever.rank(query, query_vector, k=self.settings.answer_passages)
         scored = self._score_sentences(question, query, query_vector, passages, said_before)
+        if asks_about_document(question):
+            scored = self._title_lines(passages) + scored
         confidence = scored[0][3] if scored else 0.0
         if confidence < self.settings.min_answer_score:
             return Answer(question, NOT_FOUND, False, (), query, tuple(passages), confidence)
@@ -141,29 +155,47 @@ class Assistant:
         retriever = self.retriever
         query_terms = terms([query])[0]
         cue = answer_cue(question)
-        question_words = set(re.findall(r"\w+", query.lower()))
+        question_words = set(re.findall(r"\w+", question.lower()))
         best_passage = max((p.score for p in passages), default=1.0) or 1.0
         scored: dict[int, tuple[float, int, Passage, float]] = {}
         for passage in passages:
             for sentence_id in retriever.chunk_sentences[passage.chunk].tolist():
                 if sentence_id in scored:
                     continue
-                features = sentence_features(retriever, sentence_id, query_terms, query_vector)
+                features = sentence_features(retriever, sentence_id, query_terms, query_vector, said_before)
                 score = (W_DENSE * features.dense + W_TERMS * features.overlap
                          + W_TERMS_WITH_PREVIOUS * features.overlap_with_previous
                          + W_PASSAGE * passage.score / best_passage + W_NOVELTY * features.novelty)
                 text = retriever.sentences[sentence_id].text
-                if cue is not None and has_new_match(cue, text, question_words):
+                typed = cue is not None and has_new_match(cue, text, question_words)
+                if typed:
                     score += W_CUE
-                if said_before and _normalise(text) in said_before:
+                if said_before and not typed and _normalise(text) in said_before:
                     score *= FOLLOW_UP_PENALTY
                 scored[sentence_id] = (score, sentence_id, passage, support(features))
         return sorted(scored.values(), key=lambda item: (-item[0], item[1]))
 
+    def _title_lines(self, passages: list[Passage]) -> list[tuple[float, int, Passage, float]]:
+        """Sentences holding the title of a retrieved document, ranked first with full support."""
+        retriever = self.retriever
+        found = []
+        for doc_id in dict.fromkeys(p.doc_id for p in passages):
+            title = _normalise(retriever.document(doc_id).title).lower()
+            for sentence_id in retriever.sentence_ids(doc_id):
+                text = _normalise(retriever.sentences[sentence_id].text).lower()
+                if len(text) > 10 and (title in text or text in title):
+                    chunk = int(retriever.sentence_chunk[sentence_id])
+                    passage = retriever.passage(chunk, score=1.0)
+                    found.append((1.0, sentence_id, passage, 1.0))
+                    break
+        return found[:1]
+
     def _cite(self, scored: list[tuple[float, int, Passage, float]]) -> list[Citation]:
         """[1] is the best sentence; more follow if they score close to it."""
         best = scored[0][0]
-        chosen = [item for item in scored[: self.settings.max_citations] if item[0] >= 0.85 * best]
+        seen: set[int] = set()
+        unique = [item for item in scored if not (item[1] in seen or seen.add(item[1]))]
+        chosen = [item for item in unique[: self.settings.max_citations] if item[0] >= CITE_RATIO * best]
         citations = []
         for n, (score, sentence_id, passage, _) in enumerate(chosen, start=1):
             sentence = self.retriever.sentences[sentence_id]
@@ -172,18 +204,25 @@ class Assistant:
         return citations
 
 
-def resolve_follow_up(question: str, earlier_questions: Sequence[str]) -> str:
-    """The question, extended with the (resolved) previous question when it refers back to it."""
-    resolved = ""
-    for earlier in earlier_questions:
-        resolved = _extend(earlier, resolved)
-    return _extend(question, resolved)
+def resolve_follow_up(question: str, history: Sequence[tuple[str, str]], *, with_answer: bool = True) -> str:
+    """The text to search for `question`, given earlier (question, answer) turns.
+
+    A question that refers back ("Why should that be viewed warily?") is
+    extended with the previous turn: its own resolved question and (unless
+    `with_answer` is False) what was answered, without citation markers.
+    Other questions stand alone.
+    """
+    if not history or not refers_back(question):
+        return question
+    previous_question, previous_answer = history[-1]
+    subject = resolve_follow_up(previous_question, history[:-1], with_answer=False)
+    said = "" if not with_answer or previous_answer.startswith(NOT_FOUND) else _MARKER.sub("", previous_answer)
+    return _normalise(f"{question} {subject} {said}")
 
 
-def _extend(question: str, previous: str) -> str:
-    if previous and (_REFERRING.search(question) or len(terms([question])[0]) <= 2):
-        return f"{question} {previous}"
-    return question
+def refers_back(question: str) -> bool:
+    """Whether a question leans on the one before: a pronoun or demonstrative, or "and …" / "what about …"."""
+    return bool(_REFERRING.search(question) or _CONTINUING.match(question))
 
 
 @dataclass(frozen=True)
@@ -206,11 +245,14 @@ class SentenceFeatures:
 
 
 def sentence_features(retriever: Retriever, sentence_id: int, query_terms: list[str],
-                      query_vector: np.ndarray) -> SentenceFeatures:
+                      query_vector: np.ndarray, said_before: str = "") -> SentenceFeatures:
+    """Features of one sentence; a previous sentence already said in the last answer lends no context."""
     sentence_terms = retriever.sentence_terms[sentence_id]
     weights = retriever.term_weights
     previous = sentence_id - 1
-    if previous >= 0 and retriever.sentences[previous].doc_id == retriever.sentences[sentence_id].doc_id:
+    sentences = retriever.sentences
+    if (previous >= 0 and sentences[previous].doc_id == sentences[sentence_id].doc_id
+            and not (said_before and _normalise(sentences[previous].text) in said_before)):
         with_previous = weights.overlap(query_terms, sentence_terms + retriever.sentence_terms[previous])
     else:
         with_previous = weights.overlap(query_terms, sentence_terms)
@@ -231,6 +273,11 @@ def support(features: SentenceFeatures) -> float:
     somewhere, so they order sentences but do not decide whether to answer.
     """
     return 0.5 * features.dense + 0.5 * max(features.overlap, features.overlap_with_previous)
+
+
+def asks_about_document(question: str) -> bool:
+    """Whether the question asks where the document itself appeared or what it is called."""
+    return bool(_ABOUT_DOCUMENT.search(question) and _ABOUT_PUBLICATION.search(question))
 
 
 def answer_cue(question: str) -> re.Pattern[str] | None:

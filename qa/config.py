@@ -40,8 +40,8 @@ class Settings:
     index_type: IndexType = "flat"
     dense_weight: float = 0.6
     candidates: int = 30
-    answer_passages: int = 3
-    max_citations: int = 2
+    answer_passages: int = 5
+    max_citations: int = 3
     min_answer_score: float = 0.35
     max_question_chars: int = 1000
 

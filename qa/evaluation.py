@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +67,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    index = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
     return ordered[index]
 
 
@@ -116,12 +117,13 @@ def _read_json(path: str | Path, what: str) -> Any:
 
 
 def evaluate_squad(path: str | Path, *, limit: int | None = None, settings: Settings | None = None,
-                   articles: slice = slice(None), out=sys.stdout) -> dict[str, Any]:
+                   articles: slice = slice(None), out: Any = None) -> dict[str, Any]:
     """Run the SQuAD evaluation and print Markdown tables; returns the figures."""
     from .answer import Assistant
     from .retrieval import Retriever
 
     settings = settings or Settings()
+    out = out or sys.stdout
     documents, questions = load_squad(path, articles=articles)
     answerable = [q for q in questions if not q.impossible]
     impossible = [q for q in questions if q.impossible]
@@ -161,8 +163,8 @@ def evaluate_squad(path: str | Path, *, limit: int | None = None, settings: Sett
         started = time.perf_counter()
         answer = assistant.ask(q.question)
         latencies.append(time.perf_counter() - started)
-        top_scores_answerable.append(_top_score(assistant, q.question))
-        cited = [c.text for c in answer.citations] or [p.text for p in answer.closest[:0]]
+        top_scores_answerable.append(answer.confidence)
+        cited = [c.text for c in answer.citations]
         first += bool(cited) and contains_any(cited[0], q.answers)
         any3 += any(contains_any(c, q.answers) for c in cited[:3])
     n = max(1, len(answerable))
@@ -170,7 +172,7 @@ def evaluate_squad(path: str | Path, *, limit: int | None = None, settings: Sett
     results["citation@3"] = any3 / n
     results["ask p50 ms"] = percentile(latencies, 50) * 1000
     results["ask p95 ms"] = percentile(latencies, 95) * 1000
-    top_scores_impossible = [_top_score(assistant, q.question) for q in impossible]
+    top_scores_impossible = [_confidence(assistant, q.question) for q in impossible]
     refusal_rows = []
     for threshold in sorted({*REFUSAL_THRESHOLDS, settings.min_answer_score}):
         false_refusals = sum(s < threshold for s in top_scores_answerable) / max(1, len(top_scores_answerable))
@@ -200,22 +202,20 @@ def evaluate_squad(path: str | Path, *, limit: int | None = None, settings: Sett
     return results
 
 
-def _top_score(assistant: Any, question: str) -> float:
-    """The best sentence score, whatever the threshold (the refusal decision's input)."""
-    permissive = replace(assistant.settings, min_answer_score=-1.0)
-    probe = type(assistant)(assistant.retriever, settings=permissive)
-    answer = probe.ask(question)
-    return answer.citations[0].score if answer.citations else 0.0
+def _confidence(assistant: Any, question: str) -> float:
+    """The answer's confidence, the input of the refusal decision."""
+    return float(assistant.ask(question).confidence)
 
 
 # -- article development set ----------------------------------------------------------
 
 
-def evaluate_article(path: str | Path, *, assistant: Any = None, out=sys.stdout) -> dict[str, Any]:
+def evaluate_article(path: str | Path, *, assistant: Any = None, out: Any = None) -> dict[str, Any]:
     """Check the article development set; print each failure with what was cited instead."""
     from .answer import Assistant
     from .retrieval import Retriever
 
+    out = out or sys.stdout
     data = _read_json(path, "article development set (article_dev.json)")
     assistant = assistant or Assistant(Retriever.default())
     failures: list[str] = []

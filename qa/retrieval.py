@@ -243,6 +243,17 @@ class Retriever:
     def document(self, doc_id: str) -> Document:
         return self._by_id[doc_id]
 
+    def sentence_ids(self, doc_id: str) -> range:
+        """Positions of a document's sentences in `self.sentences`."""
+        first, last = self._sentence_ranges[self._doc_position[doc_id]]
+        return range(first, last)
+
+    def passage(self, chunk: int, *, score: float = 0.0) -> Passage:
+        """The chunk at position `chunk` as a `Passage`."""
+        found = self.chunks[chunk]
+        return Passage(found.doc_id, self._by_id[found.doc_id].title, found.start, found.end, found.text, score,
+                       chunk=chunk)
+
     def search(self, query: str, k: int = 5) -> list[Passage]:
         """The k best chunks for a query, best first."""
         query = check_question(query, self.settings)

@@ -1,0 +1,99 @@
+"""Metric code on hand-made inputs, and one small end-to-end `qa eval` run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from qa.cli import main
+from qa.evaluation import contains_any, load_squad, percentile, recall_at, reciprocal_rank, unique_in_order
+
+SHARED_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
+SQUAD_DEV = SHARED_EVAL / "squad-v2.0-dev-part-a.json"
+ARTICLE_DEV = SHARED_EVAL / "article_dev.json"
+
+
+def test_recall_at_k() -> None:
+    ranked = ["a", "b", "c"]
+    assert recall_at(ranked, "a", 1) == 1.0
+    assert recall_at(ranked, "b", 1) == 0.0
+    assert recall_at(ranked, "c", 3) == 1.0
+    assert recall_at(ranked, "z", 20) == 0.0
+
+
+def test_reciprocal_rank_is_cut_at_k() -> None:
+    assert reciprocal_rank(["a", "b", "c"], "b") == 0.5
+    assert reciprocal_rank(["a", "b", "c"], "c", k=2) == 0.0
+    assert reciprocal_rank([], "a") == 0.0
+
+
+def test_chunks_collapse_to_documents_in_order() -> None:
+    assert unique_in_order(["d2", "d1", "d2", "d3", "d1"]) == ["d2", "d1", "d3"]
+
+
+@pytest.mark.parametrize(("text", "answers", "expected"), [
+    ("Sent up to fifty   troops.", ["fifty troops"], True),
+    ("Sent up to fifty troops.", ["FIFTY"], True),
+    ("Sent up to fifty troops.", ["sixty", "seventy"], False),
+    ("Anything", ["", "  "], False),
+])
+def test_contains_any_ignores_case_and_spacing(text: str, answers: list[str], expected: bool) -> None:
+    assert contains_any(text, answers) is expected
+
+
+def test_percentile_by_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50.0
+    assert percentile(values, 95) == 95.0
+    assert percentile([3.0], 95) == 3.0
+    assert percentile([], 50) == 0.0
+
+
+def test_load_squad_makes_one_document_per_paragraph(tmp_path: Path) -> None:
+    data = {"data": [{"title": "Some_Topic", "paragraphs": [
+        {"context": "First paragraph.", "qas": [
+            {"question": "Q1?", "answers": [{"text": "First", "answer_start": 0}], "is_impossible": False},
+            {"question": "Q2?", "answers": [], "is_impossible": True}]},
+        {"context": "Second paragraph.", "qas": []}]}]}
+    path = tmp_path / "squad.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    documents, questions = load_squad(path)
+    assert [d.doc_id for d in documents] == ["Some_Topic-0", "Some_Topic-1"]
+    assert documents[0].title == "Some Topic"
+    assert [(q.doc_id, q.impossible, q.answers) for q in questions] == [
+        ("Some_Topic-0", False, ("First",)), ("Some_Topic-0", True, ())]
+
+
+def test_missing_eval_file_gives_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "squad", str(tmp_path / "absent.json")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not found" in err[0] and "../shared/eval" in err[0]
+
+
+def test_eval_squad_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    if not SQUAD_DEV.is_file():
+        pytest.skip(f"{SQUAD_DEV} not found")
+    assert main(["eval", "squad", str(SQUAD_DEV), "--limit", "20", "--articles", "0:1"]) == 0
+    out = capsys.readouterr().out
+    for row in ("| BM25 only |", "| dense only |", "| hybrid (default) |", "citation [1] contains",
+                "(default)", "ask latency p50"):
+        assert row in out
+    hybrid = next(line for line in out.splitlines() if line.startswith("| hybrid"))
+    recall_at_20 = float(hybrid.split("|")[4])
+    assert recall_at_20 >= 0.8  # 20 easy questions over one article's paragraphs
+
+
+def test_eval_article_reports_failures_with_what_was_cited(article_index_dir: Path, capsys) -> None:
+    from qa import Assistant, Retriever
+    from qa.evaluation import evaluate_article
+
+    if not ARTICLE_DEV.is_file():
+        pytest.skip(f"{ARTICLE_DEV} not found")
+    result = evaluate_article(ARTICLE_DEV, assistant=Assistant(Retriever.load(article_index_dir)))
+    out = capsys.readouterr().out
+    assert "| evidence in [1] |" in out
+    assert result["counts"]["off-topic refused"] == result["totals"]["off-topic refused"]
+    for failure in result["failures"]:
+        assert failure in out and "cited" in failure
