@@ -44,16 +44,16 @@ def terms(texts: Sequence[str]) -> list[list[str]]:
 class BM25:
     """BM25 scores of a query against every text of a fixed list."""
 
-    def __init__(self, texts: Sequence[str]) -> None:
+    def __init__(self, texts: Sequence[str] = (), *, tokenized: Sequence[Sequence[str]] | None = None) -> None:
+        """Index `texts`, or their terms if already computed (`tokenized`, as from `terms`)."""
         import bm25s
 
         # bm25s sets its logger to DEBUG on import; let applications decide again.
         logging.getLogger("bm25s").setLevel(logging.NOTSET)
-
-        self.size = len(texts)
+        tokenized = terms(texts) if tokenized is None else tokenized
+        self.size = len(tokenized)
         self._index = bm25s.BM25()
-        tokenized = [t if t else [""] for t in terms(texts)]  # bm25s needs a token per document
-        self._index.index(tokenized, show_progress=False)
+        self._index.index([list(t) if t else [""] for t in tokenized], show_progress=False)  # a token per document
 
     def scores(self, query: str) -> np.ndarray:
         """Shape (len(texts),), float32; all zero when no query term is in the vocabulary."""

@@ -104,11 +104,11 @@ class Retriever:
             raise CorruptIndexError(f"{len(vectors)} vectors for {len(self.sentences)} sentences")
         self.sentence_vectors = vectors.vectors()
         self.chunk_document = np.asarray([self._doc_position[c.doc_id] for c in self.chunks], dtype=np.int64)
-        self.bm25 = BM25([c.text for c in self.chunks])
-        self.sentence_bm25 = BM25([s.text for s in self.sentences])
-        self.document_bm25 = BM25([d.text for d in self.documents])
         self.sentence_terms = terms([s.text for s in self.sentences])
         self.term_weights = TermWeights(self.sentence_terms)
+        self.bm25 = BM25([c.text for c in self.chunks])
+        self.sentence_bm25 = BM25(tokenized=self.sentence_terms)
+        self.document_bm25 = BM25([d.text for d in self.documents])
 
     # -- building, loading, saving ------------------------------------------------
 
