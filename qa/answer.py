@@ -10,9 +10,9 @@ The composer is extractive, so every claim is the document's own words:
    question's stemmed terms, its chunk's fused score, and whether it holds the
    kind of thing the question asks for (a number for "how many", a name for
    "who"). Sentences already given as the answer to the previous turn count
-   less, since a follow-up asks for something new, unless they hold the kind
-   of thing asked for ("How many troops would it send?" after an answer
-   that already said "fifty").
+   less, since a follow-up asks for something new, unless they hold the
+   number or date asked for ("How many troops would it send?" after an
+   answer that already said "fifty"; names are too common to tell).
 3. If the best sentence scores below `Settings.min_answer_score`, the answer
    says the document does not say, and nothing is cited as support.
 """
@@ -157,12 +157,16 @@ class Assistant:
         cue = answer_cue(question)
         question_words = set(re.findall(r"\w+", question.lower()))
         best_passage = max((p.score for p in passages), default=1.0) or 1.0
+        bare = None if query == question else (terms([question])[0], retriever.embedder.embed_query(question))
         scored: dict[int, tuple[float, int, Passage, float]] = {}
         for passage in passages:
             for sentence_id in retriever.chunk_sentences[passage.chunk].tolist():
                 if sentence_id in scored:
                     continue
                 features = sentence_features(retriever, sentence_id, query_terms, query_vector, said_before)
+                evidence = features
+                if bare is not None:  # a follow-up's own words also count as evidence that it is answered
+                    evidence = _stronger(features, sentence_features(retriever, sentence_id, *bare, said_before))
                 score = (W_DENSE * features.dense + W_TERMS * features.overlap
                          + W_TERMS_WITH_PREVIOUS * features.overlap_with_previous
                          + W_PASSAGE * passage.score / best_passage + W_NOVELTY * features.novelty)
@@ -170,9 +174,9 @@ class Assistant:
                 typed = cue is not None and has_new_match(cue, text, question_words)
                 if typed:
                     score += W_CUE
-                if said_before and not typed and _normalise(text) in said_before:
+                if said_before and not (typed and cue is not _NAME) and _normalise(text) in said_before:
                     score *= FOLLOW_UP_PENALTY
-                scored[sentence_id] = (score, sentence_id, passage, support(features))
+                scored[sentence_id] = (score, sentence_id, passage, support(evidence))
         return sorted(scored.values(), key=lambda item: (-item[0], item[1]))
 
     def _title_lines(self, passages: list[Passage]) -> list[tuple[float, int, Passage, float]]:
@@ -263,6 +267,12 @@ def sentence_features(retriever: Retriever, sentence_id: int, query_terms: list[
         overlap_with_previous=with_previous,
         novelty=len(own - set(query_terms)) / len(own) if own else 0.0,
     )
+
+
+def _stronger(a: SentenceFeatures, b: SentenceFeatures) -> SentenceFeatures:
+    """The better match of each feature (novelty is taken from `a`, the full query)."""
+    return SentenceFeatures(max(a.dense, b.dense), max(a.overlap, b.overlap),
+                            max(a.overlap_with_previous, b.overlap_with_previous), a.novelty)
 
 
 def support(features: SentenceFeatures) -> float:

@@ -49,7 +49,7 @@ def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
 def test_troop_question_answered_with_highlighted_source(page, tmp_path):
     ask(page, TROOPS)
     expect(last_answer(page)).to_contain_text("fifty")
-    expect(last_answer(page).locator(".qa-marker")).to_have_text(["[1]"])
+    expect(last_answer(page).locator(".qa-marker").first).to_have_text("[1]")
     source = page.locator("#qa-sources .qa-source").first
     expect(source).to_contain_text("[1]")
     expect(source).to_contain_text("characters 3909–4231")
@@ -88,8 +88,8 @@ def test_example_follow_up_and_clear(page):
     page.get_by_role("button", name=TROOPS).click()
     expect(page.locator("#qa-sources .qa-for")).to_contain_text(TROOPS, timeout=SLOW)
     expect(last_answer(page)).to_contain_text("fifty")
-    ask(page, "Why should that be viewed warily?")
-    expect(last_answer(page)).to_contain_text("Haftar")
+    ask(page, "Where would it reopen the US embassy?")
+    expect(last_answer(page)).to_contain_text("reopen the US embassy in Tripoli")
     expect(page.locator("#qa-chat [data-testid=user]")).to_have_count(2)  # earlier turns stay visible
 
     # a marker of the earlier answer brings its sources back
