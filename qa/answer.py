@@ -13,8 +13,10 @@ The composer is extractive, so every claim is the document's own words:
    less, since a follow-up asks for something new, unless they hold the
    number or date asked for ("How many troops would it send?" after an
    answer that already said "fifty"; names are too common to tell).
-3. If the best sentence scores below `Settings.min_answer_score`, the answer
-   says the document does not say, and nothing is cited as support.
+3. Only sentences whose support (similarity and shared terms with the
+   question, not their rank) reaches `Settings.min_answer_score` may be
+   cited; if none does, the answer says the document does not say, and
+   nothing is cited as support.
 """
 
 from __future__ import annotations
@@ -111,8 +113,8 @@ class Answer:
         citations: numbered supports, [1] first.
         query: the text actually searched (the question with any follow-up context).
         closest: when not found, the nearest passages, which do not answer.
-        confidence: how strongly the best sentence matches (see `support`); below
-            `Settings.min_answer_score` the assistant refuses.
+        confidence: the strongest support of any candidate sentence (see `support`);
+            below `Settings.min_answer_score` the assistant refuses.
     """
 
     question: str
@@ -141,10 +143,11 @@ class Assistant:
         scored = self._score_sentences(question, query, query_vector, passages, said_before)
         if asks_about_document(question):
             scored = self._title_lines(passages) + scored
-        confidence = scored[0][3] if scored else 0.0
-        if confidence < self.settings.min_answer_score:
+        confidence = max((item[3] for item in scored), default=0.0)
+        supported = [item for item in scored if item[3] >= self.settings.min_answer_score]
+        if not supported:
             return Answer(question, NOT_FOUND, False, (), query, tuple(passages), confidence)
-        citations = self._cite(scored)
+        citations = self._cite(supported)
         text = " ".join(f"{_normalise(c.text)} [{c.n}]" for c in citations)
         return Answer(question, text, True, tuple(citations), query, (), confidence)
 
