@@ -29,7 +29,8 @@ class Settings:
         candidates: passages fetched from each retriever before fusion.
         answer_passages: fused passages whose sentences the answer composer considers.
         max_citations: most sentences an answer cites.
-        min_answer_score: below this sentence score the assistant says the document does not answer.
+        min_answer_score: least support (similarity and shared terms) a sentence needs to be cited;
+            when no sentence has it, the assistant says the document does not answer.
         max_question_chars: longer questions are rejected with a clear error.
     """
 
