@@ -153,7 +153,9 @@ def _index(args: argparse.Namespace) -> int:
         seen.add(document.doc_id)
         documents.append(document)
         sources[document.doc_id] = str(Path(path).resolve())
-    settings = dataclasses.replace(Settings(), index_type=args.index_type, **({"model": args.model} if args.model else {}))
+    settings = dataclasses.replace(Settings(), index_type=args.index_type)
+    if args.model:
+        settings = dataclasses.replace(settings, model=args.model)
     retriever = Retriever.build(documents, settings=settings, progress=True, sources=sources)
     out = retriever.save(args.out)
     print(f"indexed {len(documents)} documents, {len(retriever.sentences)} sentences, "

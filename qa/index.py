@@ -107,7 +107,8 @@ def save_index(
                 out.write(json.dumps({"doc_id": doc.doc_id, "title": doc.title, "text": doc.text}) + "\n")
         spans = {
             "sentences": [[[s.start, s.end] for s in doc_sentences] for doc_sentences in sentences],
-            "chunks": [[[c.start, c.end, c.sentences[0], c.sentences[-1]] for c in doc_chunks] for doc_chunks in chunks],
+            "chunks": [[[c.start, c.end, c.sentences[0], c.sentences[-1]] for c in doc_chunks]
+                       for doc_chunks in chunks],
         }
         (tmp / "spans.json").write_text(json.dumps(spans), encoding="utf-8")
         faiss.write_index(vectors.faiss, str(tmp / "vectors.faiss"))

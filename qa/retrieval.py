@@ -90,7 +90,7 @@ class Retriever:
         self.chunks: list[Chunk] = []
         self.chunk_sentences: list[np.ndarray] = []
         self._sentence_ranges: list[tuple[int, int]] = []
-        for doc_sentences, doc_chunks in zip(sentences, chunks):
+        for doc_sentences, doc_chunks in zip(sentences, chunks, strict=True):
             offset = len(self.sentences)
             self.sentences.extend(doc_sentences)
             self._sentence_ranges.append((offset, len(self.sentences)))
@@ -133,10 +133,11 @@ class Retriever:
         embedder = embedder or get_embedder(settings.model)
         started = time.perf_counter()
         sentences = [split_sentences(d, max_tokens=settings.chunk_tokens) for d in documents]
-        chunks = [chunk_document(d, s, settings) for d, s in zip(documents, sentences)]
+        chunks = [chunk_document(d, s, settings) for d, s in zip(documents, sentences, strict=True)]
         texts = [s.text for doc_sentences in sentences for s in doc_sentences]
         vectors = VectorIndex.build(embedder.embed_passages(texts, progress=progress), index_type=settings.index_type)
-        log.info("indexed %d documents, %d sentences in %.1fs", len(documents), len(texts), time.perf_counter() - started)
+        log.info("indexed %d documents, %d sentences in %.1fs",
+                 len(documents), len(texts), time.perf_counter() - started)
         return cls(documents, sentences, chunks, vectors, embedder, settings, sources=sources)
 
     @classmethod
@@ -227,7 +228,7 @@ class Retriever:
         flags = iter(keep) if keep is not None else None
         for part in parts:
             for document, (first, last), doc_chunks in zip(part.documents, part._sentence_ranges,
-                                                             part._chunks_by_document()):
+                                                             part._chunks_by_document(), strict=True):
                 if flags is not None and not next(flags):
                     continue
                 documents.append(document)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qa import Assistant, Retriever
+from qa.embedding import Embedder
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 ARTICLE_DEV = SHARED / "eval" / "article_dev.json"
@@ -37,3 +39,17 @@ def article_dev() -> dict:
     if not ARTICLE_DEV.is_file():
         pytest.skip(f"{ARTICLE_DEV} not found (the shared evaluation data sits beside the repository)")
     return json.loads(ARTICLE_DEV.read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def spy_embed_passages(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Record every call of the real `Embedder.embed_passages` (the real method still runs)."""
+    calls: list[list[str]] = []
+    original = Embedder.embed_passages
+
+    def spy(self: Embedder, texts: list[str], **kwargs: object) -> np.ndarray:
+        calls.append(list(texts))
+        return original(self, texts, **kwargs)
+
+    monkeypatch.setattr(Embedder, "embed_passages", spy)
+    return calls

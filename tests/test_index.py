@@ -22,7 +22,6 @@ from qa import (
     StaleIndexError,
 )
 from qa.config import DEFAULT_MODEL
-from qa.embedding import Embedder
 from qa.index import VectorIndex, read_manifest
 
 DOCS = [
@@ -47,20 +46,6 @@ QUERIES = ["Where does the oil go?", "How hot is the desert?", "Who founded Trip
 def unit_vectors(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
     vectors = rng.standard_normal((n, dim)).astype(np.float32)
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-
-
-@pytest.fixture
-def spy_embed_passages(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Record every call of the real `Embedder.embed_passages` (the real method still runs)."""
-    calls: list[list[str]] = []
-    original = Embedder.embed_passages
-
-    def spy(self: Embedder, texts: list[str], **kwargs: object) -> np.ndarray:
-        calls.append(list(texts))
-        return original(self, texts, **kwargs)
-
-    monkeypatch.setattr(Embedder, "embed_passages", spy)
-    return calls
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from qa import Document, InvalidQuestionError, QAError, Retriever, Settings
-from qa.embedding import Embedder
 from qa.retrieval import check_question
 
 ARTICLE_ID = "libya-policy-newsweek"
@@ -22,20 +21,6 @@ NOTES = Document(
 
 def squash(text: str) -> str:
     return " ".join(text.split()).lower()
-
-
-@pytest.fixture
-def spy_embed_passages(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
-    """Record every call of the real `Embedder.embed_passages` (the real method still runs)."""
-    calls: list[list[str]] = []
-    original = Embedder.embed_passages
-
-    def spy(self: Embedder, texts: list[str], **kwargs: object) -> np.ndarray:
-        calls.append(list(texts))
-        return original(self, texts, **kwargs)
-
-    monkeypatch.setattr(Embedder, "embed_passages", spy)
-    return calls
 
 
 @pytest.fixture(scope="module")
