@@ -83,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
 def _retriever(index: str | None) -> Any:
     from .retrieval import Retriever
 
-    return Retriever.load(index) if index else Retriever.default()
+    return Retriever.load(index) if index else Retriever.default(progress=True)  # a bar only when it builds
 
 
 def _ask(args: argparse.Namespace) -> int:
