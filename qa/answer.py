@@ -200,9 +200,12 @@ class Assistant:
     def _cite(self, scored: list[tuple[float, int, Passage, float]]) -> list[Citation]:
         """[1] is the best sentence; more follow if they score close to it."""
         best = scored[0][0]
-        seen: set[int] = set()
-        unique = [item for item in scored if not (item[1] in seen or seen.add(item[1]))]
-        chosen = [item for item in unique[: self.settings.max_citations] if item[0] >= CITE_RATIO * best]
+        chosen: list[tuple[float, int, Passage, float]] = []
+        for item in scored:  # a title line may also appear among the scored sentences
+            if len(chosen) == self.settings.max_citations or item[0] < CITE_RATIO * best:
+                break
+            if all(item[1] != other[1] for other in chosen):
+                chosen.append(item)
         citations = []
         for n, (score, sentence_id, passage, _) in enumerate(chosen, start=1):
             sentence = self.retriever.sentences[sentence_id]

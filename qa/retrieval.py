@@ -249,11 +249,11 @@ class Retriever:
         first, last = self._sentence_ranges[self._doc_position[doc_id]]
         return range(first, last)
 
-    def passage(self, chunk: int, *, score: float = 0.0) -> Passage:
-        """The chunk at position `chunk` as a `Passage`."""
+    def passage(self, chunk: int, *, score: float = 0.0, dense: float = 0.0, lexical: float = 0.0) -> Passage:
+        """The chunk at position `chunk` as a `Passage` with the given scores."""
         found = self.chunks[chunk]
         return Passage(found.doc_id, self._by_id[found.doc_id].title, found.start, found.end, found.text, score,
-                       chunk=chunk)
+                       dense, lexical, chunk)
 
     def search(self, query: str, k: int = 5) -> list[Passage]:
         """The k best chunks for a query, best first."""
@@ -283,9 +283,7 @@ class Retriever:
             lexical = (0.5 * by_chunk[position] + 0.25 * by_sentence[sentence_ids].max()
                        + 0.25 * by_document[self.chunk_document[position]])
             score = weight * dense + (1 - weight) * float(lexical)
-            chunk = self.chunks[position]
-            passages.append(Passage(chunk.doc_id, self._by_id[chunk.doc_id].title, chunk.start, chunk.end,
-                                    chunk.text, score, dense, float(lexical), position))
+            passages.append(self.passage(position, score=score, dense=dense, lexical=float(lexical)))
         passages.sort(key=lambda p: (-p.score, p.chunk))
         return passages[:k]
 
