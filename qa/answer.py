@@ -198,7 +198,13 @@ class Assistant:
         return found[:1]
 
     def _cite(self, scored: list[tuple[float, int, Passage, float]]) -> list[Citation]:
-        """[1] is the best sentence; more follow if they score close to it."""
+        """[1] is the best sentence; more follow if they score close to it.
+
+        Chosen sentences that stand next to each other in a document are cited
+        as one span, in document order, at the place of the better of them: a
+        sentence such as "The first of which is …" reads right only after the
+        one it continues, and a reader sees one highlight instead of two.
+        """
         best = scored[0][0]
         chosen: list[tuple[float, int, Passage, float]] = []
         for item in scored:  # a title line may also appear among the scored sentences
@@ -206,12 +212,32 @@ class Assistant:
                 break
             if all(item[1] != other[1] for other in chosen):
                 chosen.append(item)
+        spans = self._neighbour_runs(chosen)
         citations = []
-        for n, (score, sentence_id, passage, _) in enumerate(chosen, start=1):
-            sentence = self.retriever.sentences[sentence_id]
-            citations.append(Citation(n, sentence.doc_id, passage.title, sentence.start, sentence.end,
-                                      sentence.text, round(score, 4), passage.text, passage.start, passage.end))
+        for n, span in enumerate(spans, start=1):
+            first, last = self.retriever.sentences[span[0][1]], self.retriever.sentences[span[-1][1]]
+            passage = max(span, key=lambda item: item[0])[2]
+            text = self.retriever.document(first.doc_id).text[first.start:last.end]
+            context_start, context_end = min(passage.start, first.start), max(passage.end, last.end)
+            context = self.retriever.document(first.doc_id).text[context_start:context_end]
+            citations.append(Citation(n, first.doc_id, passage.title, first.start, last.end, text,
+                                      round(max(item[0] for item in span), 4), context, context_start, context_end))
         return citations
+
+    def _neighbour_runs(
+        self, chosen: list[tuple[float, int, Passage, float]]
+    ) -> list[list[tuple[float, int, Passage, float]]]:
+        """`chosen` grouped into runs of consecutive sentences of one document, each run in
+        document order, the runs in the order of their best sentence."""
+        sentences = self.retriever.sentences
+        runs: list[list[tuple[float, int, Passage, float]]] = []
+        for item in sorted(chosen, key=lambda item: item[1]):
+            previous = runs[-1][-1][1] if runs else -2
+            if item[1] == previous + 1 and sentences[item[1]].doc_id == sentences[previous].doc_id:
+                runs[-1].append(item)
+            else:
+                runs.append([item])
+        return sorted(runs, key=lambda run: min(chosen.index(item) for item in run))
 
 
 def resolve_follow_up(question: str, history: Sequence[tuple[str, str]], *, with_answer: bool = True) -> str:

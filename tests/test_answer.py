@@ -36,6 +36,28 @@ def test_citations_point_at_the_exact_document_text(assistant: Assistant) -> Non
             assert f"[{citation.n}]" in answer.text
 
 
+def test_neighbouring_cited_sentences_become_one_span(assistant: Assistant) -> None:
+    answer = assistant.ask("What is the first challenge the plan could face?")
+    first = answer.citations[0]
+    assert assistant.retriever.document(first.doc_id).text[first.start:first.end] == first.text
+    assert evidence_in(first.text, "This plan could face several immediate challenges. The first of which is")
+    assert answer.text.startswith(" ".join(first.text.split()) + " [1]")
+
+
+def test_citations_of_one_answer_are_apart(assistant: Assistant, article_dev: dict) -> None:
+    """Two citations in one document never overlap and have a whole sentence between them."""
+    retriever = assistant.retriever
+    for question in [item["q"] for item in article_dev["single"]]:
+        citations = assistant.ask(question).citations
+        for a in citations:
+            for b in (b for b in citations if b.n > a.n and b.doc_id == a.doc_id):
+                low, high = sorted((a, b), key=lambda c: c.start)
+                assert low.end <= high.start, question
+                between = [i for i in retriever.sentence_ids(a.doc_id)
+                           if low.end <= retriever.sentences[i].start and retriever.sentences[i].end <= high.start]
+                assert between, question
+
+
 def test_development_questions(assistant: Assistant, article_dev: dict) -> None:
     failures = []
     for item in article_dev["single"]:
@@ -45,7 +67,7 @@ def test_development_questions(assistant: Assistant, article_dev: dict) -> None:
                 and any(k.lower() in answer.text.lower() for k in item["key"])):
             failures.append((item["q"], normalise(cited)[:100]))
     # Known misses are listed in README "Quality"; the count must not grow.
-    assert len(failures) <= 2, failures
+    assert len(failures) <= 1, failures
 
 
 def test_off_topic_questions_are_refused_without_support(assistant: Assistant, article_dev: dict) -> None:
