@@ -46,9 +46,10 @@ from qa.config import DEFAULT_MODEL  # noqa: E402
 from qa.retrieval import get_embedder  # noqa: E402
 
 
-def timed(function: Callable[[], Any]) -> tuple[float, Any]:
+def timed(function: Callable[..., Any], *args: Any) -> tuple[float, Any]:
+    """Seconds taken by `function(*args)`, and its result."""
     started = time.perf_counter()
-    result = function()
+    result = function(*args)
     return time.perf_counter() - started, result
 
 
@@ -91,7 +92,7 @@ def measure_corpus(documents: list[Document], questions: list[str], *, builds: i
         seconds, retriever = timed(lambda: Retriever.build(documents))
         build_times.append(seconds)
         texts = [s.text for s in retriever.sentences]
-        raw_times.append(timed(lambda: embedder.embed_passages(texts))[0])
+        raw_times.append(timed(embedder.embed_passages, texts)[0])
     assert retriever is not None
     build, raw = statistics.median(build_times), statistics.median(raw_times)
     sentences, chunks = len(retriever.sentences), len(retriever.chunks)
@@ -144,11 +145,11 @@ def latencies(retriever: Retriever, questions: list[str], *, repeats: int) -> tu
     ask_ms, floor_ms, search_ms = [], [], []
     for _ in range(repeats):
         for question in questions:  # interleaved, so noise hits all three alike
-            floor_ms.append(timed(lambda: floor(question))[0] * 1000)
+            floor_ms.append(timed(floor, question)[0] * 1000)
             embedder._cache.clear()
-            ask_ms.append(timed(lambda: assistant.ask(question))[0] * 1000)
+            ask_ms.append(timed(assistant.ask, question)[0] * 1000)
             embedder._cache.clear()
-            search_ms.append(timed(lambda: retriever.search(question, k=5))[0] * 1000)
+            search_ms.append(timed(retriever.search, question)[0] * 1000)
     return ask_ms, floor_ms, search_ms
 
 
@@ -238,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
           f"Index build is {article['build_over_raw']:.2f}x the raw model encode of its sentences.")
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"machine": info, "imports_s": imports, "model_load_s": model_load, "results": results}, indent=2) + "\n",
+            json.dumps({"machine": info, "imports_s": imports, "model_load_s": model_load, "results": results},
+                       indent=2) + "\n",
             encoding="utf-8",
         )
     return 0

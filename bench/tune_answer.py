@@ -67,6 +67,10 @@ def accuracy(table: list[tuple[np.ndarray, np.ndarray]], weights: np.ndarray) ->
     return first / len(table), three / len(table)
 
 
+def row(name: str, result: tuple[float, float]) -> None:
+    print(f"| {name} | {result[0]:.1%} | {result[1]:.1%} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", default=str(DEFAULT_SQUAD))
@@ -79,12 +83,12 @@ def main() -> None:
                         composer.W_CUE, composer.W_NOVELTY])
     print(f"{len(table)} answerable questions, articles {args.articles}\n")
     print("| sentence score | citation [1] right | one of [1]-[3] right |\n|---|---|---|")
-    print("| %s | %.1f%% | %.1f%% |" % ("default weights", *(100 * x for x in accuracy(table, current))))
+    row("default weights", accuracy(table, current))
     for i, name in enumerate(FEATURES):
         ablated = current.copy()
         ablated[i] = 0
-        print("| %s | %.1f%% | %.1f%% |" % (f"without {name}", *(100 * x for x in accuracy(table, ablated))))
-    print("| %s | %.1f%% | %.1f%% |" % ("dense only", *(100 * x for x in accuracy(table, np.eye(6)[0]))))
+        row(f"without {name}", accuracy(table, ablated))
+    row("dense only", accuracy(table, np.eye(len(FEATURES))[0]))
     if args.grid:
         grid = itertools.product([0.35, 0.45, 0.55], [0.1, 0.2, 0.3], [0.25, 0.35, 0.45], [0.1, 0.2, 0.3],
                                  [0.1, 0.15, 0.2], [0, 0.1, 0.2])

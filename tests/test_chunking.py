@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from itertools import pairwise
 
 import pytest
 
@@ -46,7 +47,7 @@ def check_sentences(document: Document, sentences: list[Sentence], max_tokens: i
         assert sentence.text and sentence.text == sentence.text.strip()
         assert estimate_tokens(sentence.text) <= max_tokens, f"sentence over the budget: {sentence.text[:80]!r}"
         assert not BLANK_LINE.search(sentence.text), f"sentence crosses a blank line: {sentence.text!r}"
-    for before, after in zip(sentences, sentences[1:]):
+    for before, after in pairwise(sentences):
         assert before.end <= after.start, "sentences are in order and do not overlap"
     # Every visible character belongs to exactly one sentence, in order.
     assert "".join("".join(s.text.split()) for s in sentences) == "".join(text.split())
@@ -62,7 +63,7 @@ def check_chunks(document: Document, sentences: list[Sentence], chunks: list[Chu
         assert document.text[chunk.start : chunk.end] == chunk.text
         if len(chunk.sentences) > 1:
             assert sum(estimate_tokens(sentences[i].text) for i in chunk.sentences) <= settings.chunk_tokens
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in pairwise(chunks):
         assert after.sentences[0] > before.sentences[0]
         shared = len(set(before.sentences) & set(after.sentences))
         assert shared == min(settings.chunk_overlap, len(before.sentences) - 1)
@@ -99,7 +100,7 @@ def test_default_article_chunks_share_exactly_the_overlap() -> None:
     assert len(sentences) > 20
     full = [c for c in chunks[:-1] if len(c.sentences) == settings.chunk_sentences]
     assert len(full) >= len(chunks) - 2, "the article's sentences are short: nearly every chunk is a full window"
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in pairwise(chunks):
         assert before.sentences[-settings.chunk_overlap :] == after.sentences[: settings.chunk_overlap]
 
 

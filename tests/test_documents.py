@@ -74,7 +74,7 @@ def test_over_long_document_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None
 def test_title_defaults_to_doc_id_and_fingerprint_is_text_sha256() -> None:
     document = Document(doc_id="notes", text="Tobruk is a port.")
     assert document.title == "notes"
-    assert document.fingerprint == sha256("Tobruk is a port.".encode())
+    assert document.fingerprint == sha256(b"Tobruk is a port.")
     assert Document(doc_id="notes", text="Tobruk is a port.", title="Ports").title == "Ports"
 
 

@@ -32,7 +32,8 @@ DOCS = [
     ),
     Document(
         "desert",
-        "The Sahara covers most of southern Libya. Summer temperatures exceed forty degrees. Oases support small towns.",
+        "The Sahara covers most of southern Libya. Summer temperatures exceed forty degrees. "
+        "Oases support small towns.",
     ),
     Document(
         "history",
@@ -61,7 +62,7 @@ def leftovers(directory: Path) -> list[str]:
 def assert_same_results(left: list, right: list) -> None:
     strip = [dataclasses.replace(p, score=0.0, dense=0.0, lexical=0.0) for p in left]
     assert strip == [dataclasses.replace(p, score=0.0, dense=0.0, lexical=0.0) for p in right]
-    for a, b in zip(left, right):
+    for a, b in zip(left, right, strict=True):
         assert (a.score, a.dense, a.lexical) == pytest.approx((b.score, b.dense, b.lexical), abs=1e-6)
 
 
