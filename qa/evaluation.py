@@ -160,6 +160,7 @@ def evaluate_squad(path: str | Path, *, limit: int | None = None, settings: Sett
     retriever.embedder._cache.clear()
     first = any3 = 0
     latencies = []
+    first_lengths: list[tuple[int, int]] = []  # citation [1]: characters, sentences
     top_scores_answerable = []
     for q in answerable:
         started = time.perf_counter()
@@ -167,11 +168,15 @@ def evaluate_squad(path: str | Path, *, limit: int | None = None, settings: Sett
         latencies.append(time.perf_counter() - started)
         top_scores_answerable.append(answer.confidence)
         cited = [c.text for c in answer.citations]
+        if answer.citations:
+            first_lengths.append((len(cited[0]), _sentences_in(retriever, answer.citations[0])))
         first += bool(cited) and contains_any(cited[0], q.answers)
         any3 += any(contains_any(c, q.answers) for c in cited[:3])
     n = max(1, len(answerable))
     results["citation@1"] = first / n
     results["citation@3"] = any3 / n
+    results["citation@1 chars"] = sum(c for c, _ in first_lengths) / max(1, len(first_lengths))
+    results["citation@1 sentences"] = sum(s for _, s in first_lengths) / max(1, len(first_lengths))
     results["ask p50 ms"] = percentile(latencies, 50) * 1000
     results["ask p95 ms"] = percentile(latencies, 95) * 1000
     top_scores_impossible = [_confidence(assistant, q.question) for q in impossible]
@@ -190,6 +195,8 @@ def evaluate_squad(path: str | Path, *, limit: int | None = None, settings: Sett
     print("\n| ask path | value |\n|---|---|", file=out)
     print(f"| citation [1] contains a gold answer | {results['citation@1']:.1%} |", file=out)
     print(f"| one of citations [1]-[3] contains a gold answer | {results['citation@3']:.1%} |", file=out)
+    print(f"| citation [1] length, mean | {results['citation@1 chars']:.0f} characters, "
+          f"{results['citation@1 sentences']:.2f} sentences |", file=out)
     print(f"| ask latency p50 / p95 | {results['ask p50 ms']:.1f} ms / {results['ask p95 ms']:.1f} ms |", file=out)
     print(f"| index build | {build_seconds:.1f} s, {len(texts) / build_seconds:.0f} sentences/s |", file=out)
     print(f"| raw encode of the same sentences | {raw_seconds:.1f} s, {len(texts) / raw_seconds:.0f} sentences/s |",
@@ -202,6 +209,12 @@ def evaluate_squad(path: str | Path, *, limit: int | None = None, settings: Sett
     results["build sentences/s"] = len(texts) / build_seconds
     results["raw sentences/s"] = len(texts) / raw_seconds
     return results
+
+
+def _sentences_in(retriever: Any, citation: Any) -> int:
+    """How many of the document's sentences a citation spans (neighbours are cited as one span)."""
+    return sum(citation.start <= retriever.sentences[i].start < citation.end
+               for i in retriever.sentence_ids(citation.doc_id))
 
 
 def _confidence(assistant: Any, question: str) -> float:
