@@ -1,6 +1,6 @@
 """Make docs/screenshot.png: the web chat answering the troop-numbers question, sources shown.
 
-    .venv/bin/python bench/screenshot.py [--out docs/screenshot.png] [--index DIR]
+    .venv/bin/python bench/screenshot.py [--out docs/screenshot.png] [--index DIR] [--question TEXT]
 
 Starts app.py on a free local port (the index is built in a temp dir unless --index is given),
 drives Debian's Chromium with Playwright, asks by typing and pressing Enter, clicks the marker [1]
@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.png")
     parser.add_argument("--index", help="index directory of the bundled article (default: a temp dir)")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--question", default=QUESTION, help=f"what to ask (default: {QUESTION!r})")
     args = parser.parse_args()
 
     from playwright.sync_api import expect, sync_playwright
@@ -49,7 +50,7 @@ def main() -> None:
                 page = browser.new_page(viewport={"width": 1280, "height": 860}, device_scale_factor=1)
                 page.goto(f"http://127.0.0.1:{port}")
                 box = page.locator("#qa-question textarea")
-                box.fill(QUESTION)
+                box.fill(args.question)
                 box.press("Enter")
                 expect(page.locator("#qa-sources .qa-source mark").first).to_be_visible(timeout=60_000)
                 page.locator("#qa-chat .qa-marker").first.click()
