@@ -17,6 +17,9 @@ The composer is extractive, so every claim is the document's own words:
    question, not their rank) reaches `Settings.min_answer_score` may be
    cited; if none does, the answer says the document does not say, and
    nothing is cited as support.
+4. The best sentence is cited first, with up to two more that score close
+   to it; chosen sentences that are neighbours in a document become one
+   cited span.
 """
 
 from __future__ import annotations
