@@ -240,7 +240,8 @@ class Assistant:
                 runs[-1].append(item)
             else:
                 runs.append([item])
-        return sorted(runs, key=lambda run: min(chosen.index(item) for item in run))
+        rank = {item[1]: n for n, item in enumerate(chosen)}
+        return sorted(runs, key=lambda run: min(rank[item[1]] for item in run))
 
 
 def resolve_follow_up(question: str, history: Sequence[tuple[str, str]], *, with_answer: bool = True) -> str:
