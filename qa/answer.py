@@ -220,11 +220,11 @@ class Assistant:
         for n, span in enumerate(spans, start=1):
             first, last = self.retriever.sentences[span[0][1]], self.retriever.sentences[span[-1][1]]
             passage = max(span, key=lambda item: item[0])[2]
-            text = self.retriever.document(first.doc_id).text[first.start:last.end]
+            document = self.retriever.document(first.doc_id).text
             context_start, context_end = min(passage.start, first.start), max(passage.end, last.end)
-            context = self.retriever.document(first.doc_id).text[context_start:context_end]
-            citations.append(Citation(n, first.doc_id, passage.title, first.start, last.end, text,
-                                      round(max(item[0] for item in span), 4), context, context_start, context_end))
+            citations.append(Citation(n, first.doc_id, passage.title, first.start, last.end,
+                                      document[first.start:last.end], round(max(item[0] for item in span), 4),
+                                      document[context_start:context_end], context_start, context_end))
         return citations
 
     def _neighbour_runs(
