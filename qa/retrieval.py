@@ -29,7 +29,7 @@ import numpy as np
 from .chunking import Chunk, Sentence, chunk_document, split_sentences
 from .config import Settings
 from .documents import Document, bundled_article
-from .embedding import Embedder
+from .embedding import Embedder, Progress
 from .errors import CorruptIndexError, IndexNotFoundError, InvalidQuestionError, QAError, StaleIndexError
 from .index import VectorIndex, load_index, read_manifest, save_index
 from .lexical import BM25, TermWeights, terms
@@ -119,7 +119,7 @@ class Retriever:
         *,
         model: str | None = None,
         settings: Settings | None = None,
-        progress: bool = False,
+        progress: bool | Progress = False,
         sources: dict[str, str] | None = None,
         embedder: Embedder | None = None,
     ) -> Retriever:
@@ -130,7 +130,7 @@ class Retriever:
         documents = list(documents)
         if not documents:
             raise QAError("no documents to index")
-        embedder = embedder or get_embedder(settings.model)
+        embedder = embedder or get_embedder(settings.model, settings.query_threads, settings.index_threads)
         started = time.perf_counter()
         sentences = [split_sentences(d, max_tokens=settings.chunk_tokens) for d in documents]
         chunks = [chunk_document(d, s, settings) for d, s in zip(documents, sentences, strict=True)]
@@ -155,7 +155,7 @@ class Retriever:
                 f"rebuild it with `qa index ... --model {model}`"
             )
         settings = dataclasses.replace(settings or Settings(), **{f: saved[f] for f in _CHUNKING_FIELDS})
-        embedder = get_embedder(settings.model)
+        embedder = get_embedder(settings.model, settings.query_threads, settings.index_threads)
         if embedder.dim != stored.vectors.dim:
             raise StaleIndexError(
                 f"index at {path} holds {stored.vectors.dim}-dimensional vectors but model "
@@ -204,7 +204,7 @@ class Retriever:
 
     # -- changing the corpus --------------------------------------------------------
 
-    def extend(self, documents: Iterable[Document], *, progress: bool = False) -> Retriever:
+    def extend(self, documents: Iterable[Document], *, progress: bool | Progress = False) -> Retriever:
         """A new retriever over these documents plus the new ones; only the new ones are embedded."""
         added = Retriever.build(documents, settings=self.settings, progress=progress, embedder=self.embedder)
         clash = {d.doc_id for d in added.documents} & set(self._by_id)
@@ -313,10 +313,10 @@ def check_question(question: str, settings: Settings) -> str:
     return question
 
 
-@lru_cache(maxsize=4)
-def get_embedder(model: str) -> Embedder:
-    """One `Embedder` per model per process (models are expensive to load)."""
-    return Embedder(model)
+@lru_cache(maxsize=8)
+def get_embedder(model: str, query_threads: int | None = None, index_threads: int | None = None) -> Embedder:
+    """One `Embedder` per model and thread counts per process (the model itself is loaded once)."""
+    return Embedder(model, query_threads=query_threads, index_threads=index_threads)
 
 
 def _check_sources(path: str | Path, documents: list[Document], sources: dict[str, str]) -> None:
