@@ -24,7 +24,6 @@ import gradio as gr
 
 from qa import Answer, Assistant, Document, QAError, Retriever
 
-INDEX_DIR = Path(__file__).resolve().parent / "index" / "default"
 EXAMPLES = [
     "What did CNN report about troop numbers?",
     "What security threats does Libya pose to southern Europe?",
@@ -234,7 +233,7 @@ def unique_id(doc_id: str, taken: set[str]) -> str:
 
 def build_app(retriever: Retriever | None = None, *, index_dir: str | Path | None = None) -> gr.Blocks:
     """The Gradio Blocks over `retriever` (default: the bundled article, index loaded from `index_dir`)."""
-    base = retriever or Retriever.default(index_dir=index_dir or os.environ.get("QA_INDEX_DIR") or INDEX_DIR)
+    base = retriever or Retriever.default(index_dir=index_dir)  # default: $QA_INDEX_DIR or the user's cache
     logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG
     model = {"concurrency_id": "model", "concurrency_limit": 1}  # one CPU-heavy job at a time
     private = {"api_visibility": "private"}
@@ -419,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", help="interface to listen on (default $QA_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default $QA_PORT or 7860)")
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
-    parser.add_argument("--index", metavar="DIR", help=f"index directory for the bundled article (default {INDEX_DIR})")
+    parser.add_argument("--index", metavar="DIR", help="index directory for the bundled article (default $QA_INDEX_DIR or the user's cache)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     launch(args.host, args.port, args.share, index_dir=args.index)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,7 +37,6 @@ from .lexical import BM25, TermWeights, terms
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INDEX_DIR = Path("index") / "default"
 _CHUNKING_FIELDS = ("model", "chunk_sentences", "chunk_overlap", "chunk_tokens", "index_type")
 
 
@@ -168,10 +168,11 @@ class Retriever:
 
     @classmethod
     def default(
-        cls, *, index_dir: str | Path = DEFAULT_INDEX_DIR, settings: Settings | None = None, progress: bool = False
+        cls, *, index_dir: str | Path | None = None, settings: Settings | None = None, progress: bool = False
     ) -> Retriever:
-        """The bundled article: load `index_dir` if it is fresh, else build it and save it there."""
+        """The bundled article: load `index_dir` (default: `default_index_dir()`) if fresh, else build and save it."""
         settings = settings or Settings()
+        index_dir = index_dir or default_index_dir()
         article = bundled_article()
         try:
             manifest = read_manifest(index_dir)
@@ -292,6 +293,18 @@ class Retriever:
         for chunk in self.chunks:
             grouped[chunk.doc_id].append(chunk)
         return [grouped[d.doc_id] for d in self.documents]
+
+
+def default_index_dir() -> Path:
+    """Where the bundled article's index is kept: $QA_INDEX_DIR, else the user's cache directory.
+
+    Never the current directory: `qa ask` run anywhere must not write there
+    (on Linux this is ~/.cache/qa/index/default, or under $XDG_CACHE_HOME).
+    """
+    import platformdirs
+
+    chosen = os.environ.get("QA_INDEX_DIR")
+    return Path(chosen) if chosen else Path(platformdirs.user_cache_dir("qa", appauthor=False)) / "index" / "default"
 
 
 def _scaled(scores: np.ndarray) -> np.ndarray:
