@@ -141,7 +141,7 @@ def test_text_that_is_not_utf8_is_decoded_not_garbled(tmp_path: Path, text: str,
     ("data", "reason"),
     [
         (b"\xff\xfe\xc3( caf\xc3\xa9", "byte-order mark but is not UTF-16"),  # shown as "ÿþÃ( café" before
-        ("Le café, la crème. ".encode() * 5 + b"\xc3(" + " Fin.".encode(), "not valid UTF-8 .*damaged"),
+        ("Le café, la crème. ".encode() * 5 + b"\xc3(" + b" Fin.", "not valid UTF-8 .*damaged"),
     ],
 )
 def test_text_of_unknown_or_damaged_encoding_is_rejected_with_a_reason(tmp_path: Path, data: bytes,
