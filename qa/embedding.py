@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import lru_cache
@@ -51,6 +52,7 @@ class Embedder:
         self.dim = int(self._model.get_embedding_dimension())
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
 
     def embed_passages(self, texts: list[str], *, progress: bool | Progress = False) -> np.ndarray:
         """Encode document texts; returns (len(texts), dim) float32.
@@ -82,16 +84,18 @@ class Embedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         """Encode one query; returns (dim,) float32, cached."""
-        cached = self._cache.get(text)
-        if cached is not None:
-            self._cache.move_to_end(text)
-            return cached
+        with self._cache_lock:  # web requests share the cache across threads
+            cached = self._cache.get(text)
+            if cached is not None:
+                self._cache.move_to_end(text)
+                return cached
         use_threads(self.query_threads)
         vector = self._model.encode_query([text], normalize_embeddings=True)[0]
         vector = np.ascontiguousarray(vector, dtype=np.float32)
-        self._cache[text] = vector
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        with self._cache_lock:
+            self._cache[text] = vector
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
         return vector
 
 
