@@ -51,7 +51,6 @@ sys.path.insert(0, str(ROOT))
 from qa import Assistant, Document, Retriever, Settings, bundled_article  # noqa: E402
 from qa.config import DEFAULT_MODEL  # noqa: E402
 from qa.retrieval import get_embedder  # noqa: E402
-from qa.threads import use_threads  # noqa: E402
 
 
 def timed(function: Callable[..., Any], *args: Any) -> tuple[float, Any]:
@@ -143,9 +142,7 @@ def latencies(retriever: Retriever, questions: list[str], *, repeats: int) -> tu
     k = retriever.settings.candidates * 4  # what `Retriever.rank` asks FAISS for
 
     def floor(question: str) -> None:
-        use_threads(embedder.query_threads)
-        vector = embedder._model.encode_query([question], normalize_embeddings=True)[0]
-        retriever.vectors.search(np.ascontiguousarray(vector, dtype=np.float32), k)
+        retriever.vectors.search(embedder.encode_query(question), k)
 
     for question in questions[:3]:  # warm up: first calls allocate
         embedder._cache.clear()

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from .chunking import Chunk, Sentence, chunk_document, split_sentences
-from .config import Settings
+from .config import QueryBackend, Settings
 from .documents import Document, bundled_article
-from .embedding import Embedder, Progress
+from .embedding import Embedder, Progress, cache_dir
 from .errors import CorruptIndexError, IndexNotFoundError, InvalidQuestionError, QAError, StaleIndexError
 from .index import VectorIndex, load_index, read_manifest, save_index
 from .lexical import BM25, TermWeights, terms
@@ -130,7 +130,8 @@ class Retriever:
         documents = list(documents)
         if not documents:
             raise QAError("no documents to index")
-        embedder = embedder or get_embedder(settings.model, settings.query_threads, settings.index_threads)
+        embedder = embedder or get_embedder(settings.model, settings.query_threads, settings.index_threads,
+                                        settings.query_backend)
         started = time.perf_counter()
         sentences = [split_sentences(d, max_tokens=settings.chunk_tokens) for d in documents]
         chunks = [chunk_document(d, s, settings) for d, s in zip(documents, sentences, strict=True)]
@@ -155,7 +156,7 @@ class Retriever:
                 f"rebuild it with `qa index ... --model {model}`"
             )
         settings = dataclasses.replace(settings or Settings(), **{f: saved[f] for f in _CHUNKING_FIELDS})
-        embedder = get_embedder(settings.model, settings.query_threads, settings.index_threads)
+        embedder = get_embedder(settings.model, settings.query_threads, settings.index_threads, settings.query_backend)
         if embedder.dim != stored.vectors.dim:
             raise StaleIndexError(
                 f"index at {path} holds {stored.vectors.dim}-dimensional vectors but model "
@@ -301,10 +302,8 @@ def default_index_dir() -> Path:
     Never the current directory: `qa ask` run anywhere must not write there
     (on Linux this is ~/.cache/qa/index/default, or under $XDG_CACHE_HOME).
     """
-    import platformdirs
-
     chosen = os.environ.get("QA_INDEX_DIR")
-    return Path(chosen) if chosen else Path(platformdirs.user_cache_dir("qa", appauthor=False)) / "index" / "default"
+    return Path(chosen) if chosen else cache_dir() / "index" / "default"
 
 
 def _scaled(scores: np.ndarray) -> np.ndarray:
@@ -327,9 +326,10 @@ def check_question(question: str, settings: Settings) -> str:
 
 
 @lru_cache(maxsize=8)
-def get_embedder(model: str, query_threads: int | None = None, index_threads: int | None = None) -> Embedder:
-    """One `Embedder` per model and thread counts per process (the model itself is loaded once)."""
-    return Embedder(model, query_threads=query_threads, index_threads=index_threads)
+def get_embedder(model: str, query_threads: int | None = None, index_threads: int | None = None,
+                 query_backend: QueryBackend | None = None) -> Embedder:
+    """One `Embedder` per model, thread counts and backend per process (the model itself is loaded once)."""
+    return Embedder(model, query_threads=query_threads, index_threads=index_threads, query_backend=query_backend)
 
 
 def _check_sources(path: str | Path, documents: list[Document], sources: dict[str, str]) -> None:

@@ -159,10 +159,17 @@ def test_malformed_history_is_an_error(
     assert "history" in err
 
 
+def fresh_cache(path: Path, user_cache: Path) -> Path:
+    """An empty user cache but for the exported query model, shared with the session's (exporting takes seconds)."""
+    (path / "qa").mkdir(parents=True)
+    (path / "qa" / "onnx").symlink_to(user_cache / "qa" / "onnx", target_is_directory=True)
+    return path
+
+
 def test_without_index_the_default_goes_to_the_user_cache_not_the_current_directory(
-    tmp_path: Path, user_cache: Path
+    tmp_path: Path, user_cache: Path, retriever
 ) -> None:
-    cache = tmp_path / "cache"
+    cache = fresh_cache(tmp_path / "cache", user_cache)
     work = tmp_path / "work"
     work.mkdir()
     result = subprocess.run([str(QA), "search", TROOPS, "-k", "1", "--json"], cwd=work, capture_output=True,
@@ -174,7 +181,7 @@ def test_without_index_the_default_goes_to_the_user_cache_not_the_current_direct
     assert "\r" not in result.stderr and "embedding" not in result.stderr, "no progress bar when stderr is a file"
 
 
-def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
+def test_progress_bar_only_on_a_terminal(tmp_path: Path, user_cache: Path, retriever) -> None:
     """Building the default index shows a bar on a terminal (a pseudo-terminal here)."""
     import fcntl
     import pty
@@ -185,7 +192,8 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # tqdm needs a width
     try:
         result = subprocess.run([str(QA), "search", TROOPS, "-k", "1"], cwd=tmp_path, stdout=subprocess.PIPE,
-                                stderr=follower, timeout=300, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
+                                stderr=follower, timeout=300,
+                                env={**os.environ, "XDG_CACHE_HOME": str(fresh_cache(tmp_path / "cache", user_cache))})
         os.close(follower)
         follower = -1
         shown = b""

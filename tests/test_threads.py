@@ -55,7 +55,7 @@ def in_new_thread(function) -> object:
 
 
 def test_embedder_sets_its_counts_in_the_calling_thread() -> None:
-    embedder = get_embedder(DEFAULT_MODEL, 1, 2)
+    embedder = get_embedder(DEFAULT_MODEL, 1, 2, "torch")
     assert (embedder.query_threads, embedder.index_threads) == (1, 2)
 
     def query_then_count() -> int:
@@ -80,3 +80,8 @@ def test_batches_report_progress_and_keep_the_order() -> None:
     assert calls == [(64, 150), (128, 150), (150, 150)]
     one_by_one = embedder.embed_passages([texts[5]])
     assert vectors[5] == pytest.approx(one_by_one[0], abs=1e-5)
+
+
+def test_onnx_queries_use_the_query_thread_count() -> None:
+    embedder = get_embedder(DEFAULT_MODEL, 1, 1, "onnx")
+    assert embedder._onnx.session.get_session_options().intra_op_num_threads == 1
