@@ -17,8 +17,10 @@ measured in the same run:
   the steadier figure when other processes share the CPU.
 - busy neighbour (`--busy`): `ask` p50/p95 with no extra load and then with
   a CPU burner pinned to the last core (a bounded process that stops by
-  itself), for 1 and 2 torch threads, plus batch embedding throughput.
-  Target: busy p95 within 3x of idle p95 at the default thread count.
+  itself), for queries through ONNX Runtime (the default) and torch with 1
+  and 2 threads (2 is torch's own default here), plus batch embedding
+  throughput (torch, same thread count). Target: busy p95 within 3x of idle
+  p95 with the defaults.
 Indexes are written to a temporary directory, never to the repository.
 """
 
@@ -188,12 +190,16 @@ class BusyNeighbour:
         self.process.join()
 
 
+BUSY_CONFIGS = [("onnx", 1), ("torch", 1), ("torch", 2)]  # (query backend, threads for queries and batches)
+
+
 def measure_busy(path: Path, questions: list[str], *, repeats: int) -> dict[str, dict[str, float]]:
-    """ask p50/p95 idle and beside a busy neighbour, and batch throughput, for 1 and 2 torch threads."""
+    """ask p50/p95 idle and beside a busy neighbour, and batch throughput, per backend and thread count."""
     texts = [s.text for s in Retriever.load(path).sentences] * 4
     results: dict[str, dict[str, float]] = {}
-    for threads in (1, 2):
-        loaded = Retriever.load(path, settings=Settings(query_threads=threads, index_threads=threads))
+    for backend, threads in BUSY_CONFIGS:
+        settings = Settings(query_threads=threads, index_threads=threads, query_backend=backend)
+        loaded = Retriever.load(path, settings=settings)
         row: dict[str, float] = {}
         for mode in ("idle", "busy"):
             with BusyNeighbour() if mode == "busy" else contextlib.nullcontext():
@@ -202,18 +208,20 @@ def measure_busy(path: Path, questions: list[str], *, repeats: int) -> dict[str,
             row[f"ask_p50_{mode}"], row[f"ask_p95_{mode}"] = percentile(ask, 50), percentile(ask, 95)
             row[f"batch_{mode}"] = len(texts) / seconds
         row["busy_over_idle_p95"] = row["ask_p95_busy"] / row["ask_p95_idle"]
-        results[str(threads)] = row
+        results[f"{backend}, {threads} thread{'s' if threads > 1 else ''}"] = row
     return results
 
 
 def busy_table(results: dict[str, dict[str, float]]) -> str:
-    default = str(Settings().query_threads)
-    lines = ["| torch threads | ask p50 idle (ms) | ask p95 idle (ms) | ask p50 busy (ms) | ask p95 busy (ms) "
-             f"| **busy p95 / idle p95** (target <= {BUSY_TARGET:g}x) | batch sentences/s idle | busy |",
+    default = Settings()
+    ours = f"{default.query_backend}, {default.query_threads} thread"
+    lines = ["| queries: backend, threads | ask p50 idle (ms) | ask p95 idle (ms) | ask p50 busy (ms) "
+             f"| ask p95 busy (ms) | **busy p95 / idle p95** (target <= {BUSY_TARGET:g}x) "
+             "| batch sentences/s idle (torch) | busy |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for threads, r in results.items():
-        name = f"{threads} (default)" if threads == default else threads
-        lines.append(f"| {name} | {r['ask_p50_idle']:.1f} | {r['ask_p95_idle']:.1f} | {r['ask_p50_busy']:.1f} | "
+    for name, r in results.items():
+        label = f"{name} (default)" if name == ours else name
+        lines.append(f"| {label} | {r['ask_p50_idle']:.1f} | {r['ask_p95_idle']:.1f} | {r['ask_p50_busy']:.1f} | "
                      f"{r['ask_p95_busy']:.1f} | **{r['busy_over_idle_p95']:.2f}x** | {r['batch_idle']:,.0f} | "
                      f"{r['batch_busy']:,.0f} |")
     return "\n".join(lines)
@@ -265,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--squad-questions", type=int, default=40, help="SQuAD questions timed (default 40)")
     parser.add_argument("--threads", type=int, help="torch threads for queries and indexing (sets QA_THREADS)")
     parser.add_argument("--busy", action="store_true",
-                        help="also time ask idle and beside a CPU burner on the other core, for 1 and 2 threads")
+                        help="also time ask idle and beside a CPU burner on the other core, per backend and threads")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     args = parser.parse_args(argv)
 
@@ -306,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     if busy:
         print("\n### Busy neighbour (a CPU burner pinned to the last core)\n")
         print(busy_table(busy))
-        ratio = busy[str(Settings().query_threads)]["busy_over_idle_p95"]
+        ratio = busy[f"{Settings().query_backend}, {Settings().query_threads} thread"]["busy_over_idle_p95"]
         print(f"\nDefault threads: busy ask p95 is {ratio:.2f}x idle p95: "
               f"{'meets' if ratio <= BUSY_TARGET else 'MISSES'} the {BUSY_TARGET:g}x target.")
     if args.json:

@@ -74,7 +74,9 @@ def export(model_dir: Path, out: Path) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local weights only
     import torch
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # no "Loading weights" bar on the user's terminal or log
     encoder = AutoModel.from_pretrained(str(model_dir)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
 
