@@ -18,16 +18,20 @@ large upload does not hold up other visitors' questions.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import html
 import json
 import logging
 import os
 import re
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import gradio as gr
 
@@ -45,6 +49,7 @@ VIEW_CHARS = 4000  # document viewer: characters shown either side of a cited sp
 CACHE_CLEANUP = (900, 900)  # Gradio deletes its temporary files older than 15 minutes, every 15 minutes
 QUESTIONS = {"concurrency_id": "questions", "concurrency_limit": 2}  # one torch thread each, two cores
 INDEXING = {"concurrency_id": "indexing", "concurrency_limit": 1}  # uploads: CPU-heavy, one at a time
+INDEXING_NICE = 10  # added to the indexing thread's nice value: it yields the CPU to questions
 PRIVATE = {"api_visibility": "private"}  # UI events are not callable through the API
 
 CSS = """
@@ -109,6 +114,7 @@ watch('value', reveal);
 """
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def esc(text: str) -> str:
@@ -299,6 +305,29 @@ def discard(path: str) -> None:
         pass
 
 
+def in_background(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run `function` on the indexing thread and wait for it; Gradio's progress and notices still reach the page.
+
+    The indexing thread runs at a lower OS priority (Linux keeps a nice value per thread), so while an
+    upload is indexed the CPU goes to other visitors' questions first.
+    """
+    context = contextvars.copy_context()  # Gradio finds the event to report progress to in context variables
+    return _indexer().submit(context.run, function, *args, **kwargs).result()
+
+
+@lru_cache(maxsize=1)
+def _indexer() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-indexing", initializer=_lower_priority)
+
+
+def _lower_priority() -> None:
+    try:
+        me = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + INDEXING_NICE))
+    except (AttributeError, OSError):  # not Linux, or not allowed: indexing simply runs at normal priority
+        pass
+
+
 # -- handlers: one per user action -----------------------------------------------------------------------
 
 
@@ -391,7 +420,7 @@ class Handlers:
                 progress(done / total, desc=f"{names}: embedding {done:,} of {total:,} sentences")
 
             try:
-                corpus = session.corpus.extend(documents, progress=embedded)
+                corpus = in_background(session.corpus.extend, documents, progress=embedded)
                 session.use(corpus, session.selected + [d.doc_id for d in documents])
                 session.uploads += [d.doc_id for d in documents]
             except QAError as exc:

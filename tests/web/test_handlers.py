@@ -49,3 +49,18 @@ def test_discard_removes_the_file_and_its_emptied_folder(tmp_path: Path):
     app.discard(str(shared / "never-there.txt"))
     assert not alone.exists()
     assert [p.name for p in shared.iterdir()] == ["other.txt"]
+
+
+def test_indexing_runs_on_a_lower_priority_thread_that_sees_the_event_context():
+    import contextvars
+    import os
+    import threading
+
+    marker = contextvars.ContextVar("marker")
+    marker.set("the event")
+    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    niceness, seen, name = app.in_background(lambda: (os.getpriority(os.PRIO_PROCESS, threading.get_native_id()),
+                                                      marker.get(), threading.current_thread().name))
+    assert seen == "the event"  # Gradio's progress finds its event this way
+    assert name.startswith("qa-indexing")
+    assert niceness == min(19, here + app.INDEXING_NICE)
