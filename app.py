@@ -527,9 +527,10 @@ def wire_chat(handlers: Handlers, panel: ChatPanel, sources: gr.HTML, session: g
         trigger(handlers.respond, [panel.question, session], asked, **QUESTIONS, **PRIVATE)
     for example in panel.examples:
         example.click(handlers.respond, [example, session], asked, **QUESTIONS, **PRIVATE)
-    panel.chat.select(handlers.show_turn, [session], sources, **PRIVATE)
-    panel.clear.click(handlers.clear, [session], [panel.chat, sources, session], **PRIVATE)
-    panel.chat.clear(handlers.clear, [session], [panel.chat, sources, session], **PRIVATE)
+    instant = {"show_progress": "hidden", **PRIVATE}  # no "processing" veil over the sources for a click
+    panel.chat.select(handlers.show_turn, [session], sources, **instant)
+    panel.clear.click(handlers.clear, [session], [panel.chat, sources, session], **instant)
+    panel.chat.clear(handlers.clear, [session], [panel.chat, sources, session], **instant)
 
 
 def wire_documents(handlers: Handlers, panel: DocumentsPanel, session: gr.State) -> None:
