@@ -296,11 +296,12 @@ def read_upload(path: str, *, taken: set[str], chars: int, count: int) -> Docume
 
 
 def discard(path: str) -> None:
-    """Delete an uploaded file (and the folder Gradio made for it, once empty): only its text is kept."""
+    """Delete an uploaded file (and the hash-named folder Gradio made for it, once empty): only its text is kept."""
     file = Path(path)
     try:
         file.unlink(missing_ok=True)
-        file.parent.rmdir()
+        if re.fullmatch(r"[0-9a-f]{32,}", file.parent.name):
+            file.parent.rmdir()
     except OSError:  # the folder holds other files, or is already gone
         pass
 

@@ -38,9 +38,12 @@ def test_read_upload_of_a_missing_file_is_a_clear_error(tmp_path):
 
 
 def test_discard_removes_the_file_and_its_emptied_folder(tmp_path: Path):
-    alone, shared = tmp_path / "a", tmp_path / "b"
-    alone.mkdir()
-    shared.mkdir()
+    alone, shared, plain = tmp_path / ("a" * 64), tmp_path / ("b" * 64), tmp_path / "uploads"
+    for folder in (alone, shared, plain):
+        folder.mkdir()
+    (plain / "three.txt").write_text("x")
+    app.discard(str(plain / "three.txt"))
+    assert plain.is_dir(), "only the hash-named folder Gradio made for the file is removed"
     (alone / "one.txt").write_text("x")
     (shared / "two.txt").write_text("x")
     (shared / "other.txt").write_text("x")
