@@ -130,8 +130,7 @@ class Retriever:
         documents = list(documents)
         if not documents:
             raise QAError("no documents to index")
-        embedder = embedder or get_embedder(settings.model, settings.query_threads, settings.index_threads,
-                                        settings.query_backend)
+        embedder = embedder or embedder_for(settings)
         started = time.perf_counter()
         sentences = [split_sentences(d, max_tokens=settings.chunk_tokens) for d in documents]
         chunks = [chunk_document(d, s, settings) for d, s in zip(documents, sentences, strict=True)]
@@ -156,7 +155,7 @@ class Retriever:
                 f"rebuild it with `qa index ... --model {model}`"
             )
         settings = dataclasses.replace(settings or Settings(), **{f: saved[f] for f in _CHUNKING_FIELDS})
-        embedder = get_embedder(settings.model, settings.query_threads, settings.index_threads, settings.query_backend)
+        embedder = embedder_for(settings)
         if embedder.dim != stored.vectors.dim:
             raise StaleIndexError(
                 f"index at {path} holds {stored.vectors.dim}-dimensional vectors but model "
@@ -323,6 +322,11 @@ def check_question(question: str, settings: Settings) -> str:
             "Ask something shorter"
         )
     return question
+
+
+def embedder_for(settings: Settings) -> Embedder:
+    """The shared `Embedder` for the model, thread counts and query backend in `settings`."""
+    return get_embedder(settings.model, settings.query_threads, settings.index_threads, settings.query_backend)
 
 
 @lru_cache(maxsize=8)
