@@ -3,28 +3,40 @@
     python app.py [--host 127.0.0.1] [--port 7860] [--share] [--index DIR]    # or: qa serve
 
 This module only wires Gradio to `qa`: the retriever is loaded once, each user
-action has one handler, and every `QAError` becomes a message the user sees.
+action has one handler (`Handlers`), and every `QAError` becomes a message the
+user sees: a notice for the chat, an error for API callers.
 Uploads live in the browser session's `gr.State` (a new `Retriever` from
-`extend`/`subset`), never in the shared retriever or the index on disk.
+`extend`/`subset`), never in the shared retriever or the index on disk; the
+uploaded file itself is deleted as soon as it is read or rejected.
 Everything shown from a document or a question is HTML-escaped first.
+
+Questions and indexing run in separate concurrency groups, each in Gradio's
+worker threads with torch on one thread (`qa.threads`), so one visitor's
+large upload does not hold up other visitors' questions.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextvars
 import html
+import json
 import logging
 import os
 import re
+import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
+from typing import Any, TypeVar
 
 import gradio as gr
 
 from qa import Answer, Assistant, Document, QAError, Retriever
 
-INDEX_DIR = Path(__file__).resolve().parent / "index" / "default"
 EXAMPLES = [
     "What did CNN report about troop numbers?",
     "What security threats does Libya pose to southern Europe?",
@@ -34,6 +46,11 @@ MAX_UPLOADS = 10  # documents per session
 MAX_FILE_MB = 10
 MAX_UPLOAD_CHARS = 500_000  # all of a session's uploads together
 VIEW_CHARS = 4000  # document viewer: characters shown either side of a cited span
+CACHE_CLEANUP = (900, 900)  # Gradio deletes its temporary files older than 15 minutes, every 15 minutes
+QUESTIONS = {"concurrency_id": "questions", "concurrency_limit": 2}  # one torch thread each, two cores
+INDEXING = {"concurrency_id": "indexing", "concurrency_limit": 1}  # uploads: CPU-heavy, one at a time
+INDEXING_NICE = 10  # added to the indexing thread's nice value: it yields the CPU to questions
+PRIVATE = {"api_visibility": "private"}  # UI events are not callable through the API
 
 CSS = """
 .qa-marker { color: var(--color-accent); font-weight: 600; cursor: pointer; white-space: nowrap; }
@@ -47,6 +64,7 @@ CSS = """
 .qa-where { font-size: .85em; opacity: .75; margin: .2em 0 .4em; }
 .qa-context { line-height: 1.5; }
 .qa-source mark, .qa-doc mark { background: #fde68a; color: inherit; padding: 0 .1em; border-radius: 2px; }
+.qa-source:has(details.qa-viewer[open]) .qa-context { display: none; }  /* one highlight per card */
 .qa-doc { white-space: pre-wrap; max-height: 320px; overflow-y: auto; font-size: .9em; line-height: 1.5;
   border-top: 1px dashed var(--border-color-primary); margin-top: .4em; padding-top: .4em; }
 .qa-none { font-weight: 600; }
@@ -96,6 +114,7 @@ watch('value', reveal);
 """
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def esc(text: str) -> str:
@@ -196,7 +215,10 @@ class Turn:
 
 @dataclass
 class Session:
-    """One browser session: its corpus (article + uploads), the documents searched, the chat so far."""
+    """One browser session: its corpus (article + uploads), the documents searched, the chat so far.
+
+    Uploads are kept as extracted text inside `corpus`; the uploaded files themselves are gone.
+    """
 
     corpus: Retriever
     selected: list[str]
@@ -214,6 +236,9 @@ class Session:
         self.active = corpus if everything else corpus.subset(selected)
         self.corpus, self.selected = corpus, list(selected)
 
+    def upload_chars(self) -> int:
+        return sum(len(self.corpus.document(i).text) for i in self.uploads)
+
     def messages(self) -> list[dict]:
         chat = []
         for number, turn in enumerate(self.turns):
@@ -229,31 +254,111 @@ def unique_id(doc_id: str, taken: set[str]) -> str:
     return candidate
 
 
-# -- the app ------------------------------------------------------------------------------------------
+def history_pairs(history: Any) -> list[tuple[str, str]]:
+    """API history as (question, answer) pairs; a QAError saying what is expected for anything else."""
+    if history is None:
+        return []
+    if isinstance(history, list | tuple) and all(
+        isinstance(turn, list | tuple) and len(turn) == 2 and all(isinstance(x, str) for x in turn) for turn in history
+    ):
+        return [(q, a) for q, a in history]
+    raise QAError("history must be a list of [question, answer] pairs of text, oldest first, "
+                  f"for example [[\"Who is Haftar?\", \"...\"]]; got {json_preview(history)}")
 
 
-def build_app(retriever: Retriever | None = None, *, index_dir: str | Path | None = None) -> gr.Blocks:
-    """The Gradio Blocks over `retriever` (default: the bundled article, index loaded from `index_dir`)."""
-    base = retriever or Retriever.default(index_dir=index_dir or os.environ.get("QA_INDEX_DIR") or INDEX_DIR)
-    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its own logger to DEBUG
-    model = {"concurrency_id": "model", "concurrency_limit": 1}  # one CPU-heavy job at a time
-    private = {"api_visibility": "private"}
+def json_preview(value: Any, limit: int = 80) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
-    def ask_api(question: str, history: list[list[str]] | None = None) -> dict:
+
+def read_upload(path: str, *, taken: set[str], chars: int, count: int) -> Document:
+    """The text of one uploaded file as a Document with an id not in `taken`; QAError naming the file if unusable.
+
+    `chars` and `count` are what the session already holds, checked against the upload limits.
+    """
+    name = Path(path).name
+    if count >= MAX_UPLOADS:
+        raise QAError(f"{name}: not added, a session holds at most {MAX_UPLOADS} uploaded documents")
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise QAError(f"{name}: the uploaded file is gone before it was read; upload it again") from exc
+    if size > MAX_FILE_MB * 1024 * 1024:
+        raise QAError(f"{name}: the file is larger than {MAX_FILE_MB} MB")
+    document = Document.from_path(path)
+    if chars + len(document.text) > MAX_UPLOAD_CHARS:
+        raise QAError(f"{name}: {len(document.text):,} characters would take this session's uploads "
+                      f"over {MAX_UPLOAD_CHARS:,}; remove a document first")
+    return Document(unique_id(document.doc_id, taken), document.text, document.title)
+
+
+def discard(path: str) -> None:
+    """Delete an uploaded file (and the hash-named folder Gradio made for it, once empty): only its text is kept."""
+    file = Path(path)
+    try:
+        file.unlink(missing_ok=True)
+        if re.fullmatch(r"[0-9a-f]{32,}", file.parent.name):
+            file.parent.rmdir()
+    except OSError:  # the folder holds other files, or is already gone
+        pass
+
+
+def in_background(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run `function` on the indexing thread and wait for it; Gradio's progress and notices still reach the page.
+
+    The indexing thread runs at a lower OS priority (Linux keeps a nice value per thread), so while an
+    upload is indexed the CPU goes to other visitors' questions first.
+    """
+    context = contextvars.copy_context()  # Gradio finds the event to report progress to in context variables
+    return _indexer().submit(context.run, function, *args, **kwargs).result()
+
+
+@lru_cache(maxsize=1)
+def _indexer() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-indexing", initializer=_lower_priority)
+
+
+def _lower_priority() -> None:
+    try:
+        me = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, me, min(19, os.getpriority(os.PRIO_PROCESS, me) + INDEXING_NICE))
+    except (AttributeError, OSError):  # not Linux, or not allowed: indexing simply runs at normal priority
+        pass
+
+
+# -- handlers: one per user action -----------------------------------------------------------------------
+
+
+class Handlers:
+    """What each user action does, over the shared `base` retriever and the visitor's `Session`."""
+
+    def __init__(self, base: Retriever) -> None:
+        self.base = base
+
+    def session(self, session: Session | None) -> Session:
+        return session or Session.start(self.base)
+
+    def ask_api(self, question: str, history: list[list[str]] | None = None) -> dict:
         """Answer a question about the bundled article; returns question, answer, found and citations."""
         try:
-            answer = Assistant(base).ask(question, history=[(q, a) for q, a in history or []])
+            answer = Assistant(self.base).ask(question, history=history_pairs(history))
         except QAError as exc:
             raise gr.Error(message(exc), print_exception=False) from exc
         return as_dict(answer)
 
-    def respond(question: str, session: Session | None):
-        session = session or Session.start(base)
+    def respond(self, question: str, session: Session | None) -> Iterator[tuple]:
+        """Answer in the chat, streaming the reply; a rejected question is a notice that blocks nothing."""
+        session = self.session(session)
         history = [(t.question, t.answer.text) for t in session.turns]
         try:
             answer = Assistant(session.active).ask(question, history=history)
         except QAError as exc:
-            raise gr.Error(message(exc), print_exception=False) from exc
+            gr.Warning(message(exc), title="Not asked")
+            yield gr.skip(), gr.skip(), gr.skip(), session
+            return
         turn = Turn(answer.question, answer, sources_html(len(session.turns), answer, session.active))
         shown = session.messages() + [{"role": "user", "content": esc(answer.question)}]
         words = esc(answer.text).split(" ")
@@ -264,60 +369,59 @@ def build_app(retriever: Retriever | None = None, *, index_dir: str | Path | Non
         session.turns.append(turn)
         yield session.messages(), "", turn.sources, session
 
-    def show_turn(session: Session | None, event: gr.SelectData):
+    def show_turn(self, session: Session | None, event: gr.SelectData) -> Any:
         index = event.index[0] if isinstance(event.index, list | tuple) else event.index
         if not session or not isinstance(index, int) or not 0 <= index // 2 < len(session.turns):
             return gr.skip()
         return session.turns[index // 2].sources
 
-    def clear(session: Session | None):
-        session = session or Session.start(base)
+    def clear(self, session: Session | None) -> tuple:
+        session = self.session(session)
         session.turns = []
         return [], NO_SOURCES, session
 
-    def controls(session: Session, *notes: str):
+    def controls(self, session: Session, *notes: str) -> tuple:
         """The document checkboxes, the remove list and a status line for this session."""
         titles = [d.title for d in session.corpus.documents]
         label = {d.doc_id: d.title if titles.count(d.title) == 1 else f"{d.title} ({d.doc_id})"
                  for d in session.corpus.documents}
-        chars = sum(len(session.corpus.document(i).text) for i in session.uploads)
         status = (f"Searching {len(session.selected)} of {len(session.corpus.documents)} documents. "
-                  f"Uploads: {len(session.uploads)} of {MAX_UPLOADS} files, {chars:,} of {MAX_UPLOAD_CHARS:,} "
-                  "characters.")
-        lines = [*notes, status]
+                  f"Uploads: {len(session.uploads)} of {MAX_UPLOADS} files, {session.upload_chars():,} of "
+                  f"{MAX_UPLOAD_CHARS:,} characters.")
         return (session,
                 gr.update(choices=[(label[i], i) for i in label], value=session.selected),
                 gr.update(choices=[(label[i], i) for i in session.uploads], value=None),
-                "<br>".join(esc(line) for line in lines))
+                "<br>".join(esc(line) for line in [*notes, status]))
 
-    def upload(paths: list[str] | None, session: Session | None, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
-        session = session or Session.start(base)
+    def upload(self, paths: list[str] | None, session: Session | None,
+               progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
+        """Read each file (then delete it), index the readable ones, and report one progress bar."""
+        session = self.session(session)
         problems, documents = [], []
         taken = {d.doc_id for d in session.corpus.documents}
-        chars = sum(len(session.corpus.document(i).text) for i in session.uploads)
-        for number, path in enumerate(paths or []):
-            name = Path(path).name
-            progress(number / max(1, len(paths)), desc=f"Reading {name}")
-            try:
-                if len(session.uploads) + len(documents) >= MAX_UPLOADS:
-                    raise QAError(f"{name}: not added, a session holds at most {MAX_UPLOADS} uploaded documents")
-                if os.path.getsize(path) > MAX_FILE_MB * 1024 * 1024:
-                    raise QAError(f"{name}: the file is larger than {MAX_FILE_MB} MB")
-                document = Document.from_path(path)
-                if chars + len(document.text) > MAX_UPLOAD_CHARS:
-                    raise QAError(f"{name}: {len(document.text):,} characters would take this session's uploads "
-                                  f"over {MAX_UPLOAD_CHARS:,}; remove a document first")
-            except QAError as exc:
-                problems.append(str(exc))
-                continue
-            document = Document(unique_id(document.doc_id, taken), document.text, document.title)
-            taken.add(document.doc_id)
-            chars += len(document.text)
-            documents.append(document)
+        try:
+            for path in paths or []:
+                progress(0, desc=f"Reading {Path(path).name}")
+                held = session.upload_chars() + sum(len(d.text) for d in documents)
+                try:
+                    document = read_upload(path, taken=taken, chars=held, count=len(session.uploads) + len(documents))
+                except QAError as exc:
+                    problems.append(str(exc))
+                    continue
+                taken.add(document.doc_id)
+                documents.append(document)
+        finally:  # Gradio stores equal files at one path, so delete only once all are read
+            for path in paths or []:
+                discard(path)
         if documents:
-            progress(0, desc=f"Indexing {len(documents)} document(s)")
+            names = documents[0].title if len(documents) == 1 else f"{len(documents)} documents"
+            progress(0, desc=f"{names}: splitting into sentences")
+
+            def embedded(done: int, total: int) -> None:
+                progress(done / total, desc=f"{names}: embedding {done:,} of {total:,} sentences")
+
             try:
-                corpus = session.corpus.extend(documents, progress=True)
+                corpus = in_background(session.corpus.extend, documents, progress=embedded)
                 session.use(corpus, session.selected + [d.doc_id for d in documents])
                 session.uploads += [d.doc_id for d in documents]
             except QAError as exc:
@@ -325,80 +429,147 @@ def build_app(retriever: Retriever | None = None, *, index_dir: str | Path | Non
         for problem in problems:
             gr.Warning(message(problem), title="Upload problem")
         added = [f"Added {d.title} ({len(d.text):,} characters)." for d in documents if d.doc_id in session.uploads]
-        return *controls(session, *added, *problems), None
+        return *self.controls(session, *added, *problems), None
 
-    def choose(selected: list[str], session: Session | None):
-        session = session or Session.start(base)
+    def choose(self, selected: list[str], session: Session | None) -> tuple:
+        session = self.session(session)
         try:
             session.use(session.corpus, selected)
         except QAError as exc:
             gr.Warning(message(exc))
-        return controls(session)
+        return self.controls(session)
 
-    def remove(doc_id: str | None, session: Session | None):
-        session = session or Session.start(base)
+    def remove(self, doc_id: str | None, session: Session | None) -> tuple:
+        session = self.session(session)
         if doc_id not in session.uploads:
             gr.Warning("Choose an uploaded document to remove.")
-            return controls(session)
+            return self.controls(session)
         title = session.corpus.document(doc_id).title
         session.uploads.remove(doc_id)
         keep = [d.doc_id for d in session.corpus.documents if d.doc_id != doc_id]
         selected = [i for i in session.selected if i != doc_id] or keep[:1]
         session.use(session.corpus.subset(keep), selected)
-        return controls(session, f"Removed {title}.")
+        return self.controls(session, f"Removed {title}.")
 
-    def reset(session: Session | None):
-        fresh = Session.start(base)
+    def reset(self, session: Session | None) -> tuple:
+        fresh = Session.start(self.base)
         fresh.turns = session.turns if session else []
-        return controls(fresh, "Back to the bundled article only.")
+        return self.controls(fresh, "Back to the bundled article only.")
 
-    with gr.Blocks(title="Ask the document") as demo:
-        session = gr.State(None)
-        gr.Markdown("## Ask the document\nAnswers quote the document; each marker **[n]** points to a source on "
-                    "the right. Click a marker or a source to see it in the document.")
+
+# -- the page: each part built and wired on its own ----------------------------------------------------------
+
+
+class Page(gr.Blocks):
+    """The chat's Blocks. Plain HTTP callers of /ask may leave out the optional history."""
+
+    def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
+        if block_fn.api_name == "ask" and len(inputs) < len(block_fn.inputs):
+            inputs.extend([None] * (len(block_fn.inputs) - len(inputs)))  # gradio_client sends the default
+        super().validate_inputs(block_fn, inputs)
+
+
+@dataclass
+class ChatPanel:
+    chat: gr.Chatbot
+    question: gr.Textbox
+    send: gr.Button
+    examples: list[gr.Button]
+    clear: gr.Button
+
+
+@dataclass
+class DocumentsPanel:
+    docs: gr.CheckboxGroup
+    files: gr.File
+    status: gr.HTML
+    removable: gr.Dropdown
+    remove: gr.Button
+    reset: gr.Button
+
+
+def chat_panel() -> ChatPanel:
+    chat = gr.Chatbot(elem_id="qa-chat", height=460, render_markdown=False, buttons=[], feedback_options=None,
+                      placeholder="Ask about the article, or upload your own documents below.", show_label=False)
+    with gr.Row():
+        question = gr.Textbox(elem_id="qa-question", placeholder="Type a question and press Enter",
+                              show_label=False, scale=5, max_lines=4)
+        send = gr.Button("Ask", variant="primary", elem_id="qa-ask", scale=1, min_width=80)
+    with gr.Row():
+        examples = [gr.Button(q, size="sm", elem_classes="qa-example") for q in EXAMPLES]
+        clear = gr.Button("Clear chat", size="sm", elem_id="qa-clear")
+    return ChatPanel(chat, question, send, examples, clear)
+
+
+def sources_panel() -> gr.HTML:
+    return gr.HTML(NO_SOURCES, label="Sources", show_label=True, elem_id="qa-sources", js_on_load=SOURCES_JS,
+                   container=True, padding=True)
+
+
+def documents_panel(handlers: Handlers) -> DocumentsPanel:
+    base = handlers.base
+    with gr.Accordion("Documents", open=True, elem_id="qa-documents"):
+        docs = gr.CheckboxGroup(label="Search these documents", elem_id="qa-docs",
+                                choices=[(d.title, d.doc_id) for d in base.documents],
+                                value=[d.doc_id for d in base.documents])
+        files = gr.File(label=f"Upload .txt, .md, .html or .pdf (up to {MAX_UPLOADS} files, {MAX_FILE_MB} MB each)",
+                        file_count="multiple", elem_id="qa-upload", height=110)
+        status = gr.HTML(handlers.controls(Session.start(base))[3], elem_id="qa-status", js_on_load=None)
         with gr.Row():
-            with gr.Column(scale=3):
-                chat = gr.Chatbot(elem_id="qa-chat", height=460, render_markdown=False, buttons=[],
-                                  feedback_options=None, placeholder="Ask about the article, or upload your own "
-                                  "documents below.", show_label=False)
-                with gr.Row():
-                    question = gr.Textbox(elem_id="qa-question", placeholder="Type a question and press Enter",
-                                          show_label=False, scale=5, max_lines=4)
-                    send = gr.Button("Ask", variant="primary", elem_id="qa-ask", scale=1, min_width=80)
-                with gr.Row():
-                    examples = [gr.Button(q, size="sm", elem_classes="qa-example") for q in EXAMPLES]
-                    clear_button = gr.Button("Clear chat", size="sm", elem_id="qa-clear")
-                with gr.Accordion("Documents", open=True):
-                    docs = gr.CheckboxGroup(label="Search these documents", elem_id="qa-docs",
-                                            choices=[(d.title, d.doc_id) for d in base.documents],
-                                            value=[d.doc_id for d in base.documents])
-                    files = gr.File(label=f"Upload .txt, .md, .html or .pdf (up to {MAX_UPLOADS} files, "
-                                    f"{MAX_FILE_MB} MB each)", file_count="multiple", elem_id="qa-upload", height=110)
-                    status = gr.HTML(controls(Session.start(base))[3], elem_id="qa-status", js_on_load=None)
-                    with gr.Row():
-                        removable = gr.Dropdown(label="Uploaded documents", choices=[], elem_id="qa-remove-choice",
-                                                scale=3)
-                        remove_button = gr.Button("Remove", elem_id="qa-remove", scale=1, size="sm")
-                        reset_button = gr.Button("Reset to the bundled article", elem_id="qa-reset", scale=1, size="sm")
-            with gr.Column(scale=2):
-                sources = gr.HTML(NO_SOURCES, label="Sources", show_label=True, elem_id="qa-sources",
-                                  js_on_load=SOURCES_JS, container=True, padding=True)
+            removable = gr.Dropdown(label="Uploaded documents", choices=[], elem_id="qa-remove-choice", scale=3)
+            remove = gr.Button("Remove", elem_id="qa-remove", scale=1, size="sm")
+            reset = gr.Button("Reset to the bundled article", elem_id="qa-reset", scale=1, size="sm")
+    return DocumentsPanel(docs, files, status, removable, remove, reset)
 
-        asked = [chat, question, sources, session]
-        for trigger in (question.submit, send.click):
-            trigger(respond, [question, session], asked, **model, **private)
-        for example in examples:
-            example.click(respond, [example, session], asked, **model, **private)
-        chat.select(show_turn, [session], sources, **private)
-        clear_button.click(clear, [session], [chat, sources, session], **private)
-        chat.clear(clear, [session], [chat, sources, session], **private)
-        doc_outputs = [session, docs, removable, status]
-        files.upload(upload, [files, session], [*doc_outputs, files], **model, **private)
-        docs.input(choose, [docs, session], doc_outputs, **model, **private)
-        remove_button.click(remove, [removable, session], doc_outputs, **model, **private)
-        reset_button.click(reset, [session], doc_outputs, **private)
-        gr.api(ask_api, api_name="ask", **model)
+
+def wire_chat(handlers: Handlers, panel: ChatPanel, sources: gr.HTML, session: gr.State) -> None:
+    asked = [panel.chat, panel.question, sources, session]
+    for trigger in (panel.question.submit, panel.send.click):
+        trigger(handlers.respond, [panel.question, session], asked, **QUESTIONS, **PRIVATE)
+    for example in panel.examples:
+        example.click(handlers.respond, [example, session], asked, **QUESTIONS, **PRIVATE)
+    instant = {"show_progress": "hidden", **PRIVATE}  # no "processing" veil over the sources for a click
+    panel.chat.select(handlers.show_turn, [session], sources, **instant)
+    panel.clear.click(handlers.clear, [session], [panel.chat, sources, session], **instant)
+    panel.chat.clear(handlers.clear, [session], [panel.chat, sources, session], **instant)
+
+
+def wire_documents(handlers: Handlers, panel: DocumentsPanel, session: gr.State) -> None:
+    shown = [session, panel.docs, panel.removable, panel.status]
+    # One progress bar, on the status line; the upload has its own queue, apart from questions.
+    panel.files.upload(handlers.upload, [panel.files, session], [*shown, panel.files], show_progress_on=panel.status,
+                       **INDEXING, **PRIVATE)
+    panel.docs.input(handlers.choose, [panel.docs, session], shown, show_progress="hidden", **PRIVATE)
+    panel.remove.click(handlers.remove, [panel.removable, session], shown, show_progress="hidden", **PRIVATE)
+    panel.reset.click(handlers.reset, [session], shown, show_progress="hidden", **PRIVATE)
+
+
+def build_app(retriever: Retriever | None = None, *, index_dir: str | Path | None = None) -> gr.Blocks:
+    """The Gradio Blocks over `retriever` (default: the bundled article, index loaded from `index_dir`)."""
+    base = retriever or Retriever.default(index_dir=index_dir)  # default: $QA_INDEX_DIR or the user's cache
+    quiet_libraries()
+    handlers = Handlers(base)
+    with Page(title="Ask the document", delete_cache=CACHE_CLEANUP) as demo:
+        session = gr.State(None)
+        gr.Markdown("## Ask the document\nAnswers quote the document; each marker **[n]** points to a source "
+                    "beside the chat. Click a marker or a source to see it in the document.")
+        with gr.Row(equal_height=False):  # on a narrow screen the sources come right after the chat
+            with gr.Column(scale=3):
+                chat = chat_panel()
+            with gr.Column(scale=2):
+                sources = sources_panel()
+        documents = documents_panel(handlers)
+        wire_chat(handlers, chat, sources, session)
+        wire_documents(handlers, documents, session)
+        gr.api(handlers.ask_api, api_name="ask", **QUESTIONS)
     return demo
+
+
+def quiet_libraries() -> None:
+    """Keep library chatter out of the server log: bm25s sets its logger to DEBUG; pypdf warns about every
+    damaged PDF ("EOF marker not found") that the visitor is already told about."""
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
 def launch(host: str | None = None, port: int | None = None, share: bool = False, *,
@@ -414,12 +585,13 @@ def launch(host: str | None = None, port: int | None = None, share: bool = False
     return demo
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Start the qa web chat.")
     parser.add_argument("--host", help="interface to listen on (default $QA_HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default $QA_PORT or 7860)")
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
-    parser.add_argument("--index", metavar="DIR", help=f"index directory for the bundled article (default {INDEX_DIR})")
+    parser.add_argument("--index", metavar="DIR",
+                        help="index directory for the bundled article (default $QA_INDEX_DIR or the user's cache)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     launch(args.host, args.port, args.share, index_dir=args.index)

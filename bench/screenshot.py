@@ -54,7 +54,7 @@ def main() -> None:
                 box.press("Enter")
                 expect(page.locator("#qa-sources .qa-source mark").first).to_be_visible(timeout=60_000)
                 page.locator("#qa-chat .qa-marker").first.click()
-                expect(page.locator("#qa-sources .qa-doc mark")).to_be_visible()
+                expect(page.locator("#qa-sources .qa-source.qa-active .qa-doc mark")).to_be_visible()
                 page.evaluate("window.scrollTo(0, 0)")
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(args.out))

@@ -17,6 +17,7 @@ from typing import Any
 from .errors import QAError
 
 EXIT_ERROR = 1
+DEFAULT_INDEX_HELP = "index directory (default: the bundled article, indexed in the user's cache)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
 
     ask = commands.add_parser("ask", help="answer a question with citations")
     ask.add_argument("question")
-    ask.add_argument("--index", metavar="DIR", help="index directory (default: the bundled article)")
+    ask.add_argument("--index", metavar="DIR", help=DEFAULT_INDEX_HELP)
     ask.add_argument("--history", metavar="FILE", help="JSON list of [question, answer] pairs, oldest first")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
     ask.set_defaults(run=_ask)
@@ -52,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     search = commands.add_parser("search", help="show the best matching passages")
     search.add_argument("query")
     search.add_argument("-k", type=int, default=5, help="number of passages (default 5)")
-    search.add_argument("--index", metavar="DIR", help="index directory (default: the bundled article)")
+    search.add_argument("--index", metavar="DIR", help=DEFAULT_INDEX_HELP)
     search.add_argument("--json", action="store_true", help="print one JSON object")
     search.set_defaults(run=_search)
 
@@ -83,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
 def _retriever(index: str | None) -> Any:
     from .retrieval import Retriever
 
-    return Retriever.load(index) if index else Retriever.default(progress=True)  # a bar only when it builds
+    # Without --index: the bundled article's index in the user's cache, built on first use (with a bar on a terminal).
+    return Retriever.load(index) if index else Retriever.default(progress=True)
 
 
 def _ask(args: argparse.Namespace) -> int:

@@ -7,12 +7,16 @@ one field with `dataclasses.replace` instead of patching globals.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Literal
+
+from .threads import DEFAULT_INDEX_THREADS, DEFAULT_QUERY_THREADS, env_threads
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 IndexType = Literal["flat", "hnsw"]
+QueryBackend = Literal["onnx", "torch"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,13 @@ class Settings:
         min_answer_score: least support (similarity and shared terms) a sentence needs to be cited;
             when no sentence has it, the assistant says the document does not answer.
         max_question_chars: longer questions are rejected with a clear error.
+        query_threads: torch CPU threads for embedding one query (default 1, or $QA_QUERY_THREADS,
+            or $QA_THREADS); more threads collapse when other processes share the cores (`qa.threads`).
+        index_threads: torch CPU threads for embedding a batch of sentences while indexing
+            (default 1, or $QA_INDEX_THREADS, or $QA_THREADS).
+        query_backend: "onnx" embeds queries with ONNX Runtime (no torch import, same vectors; falls back to
+            torch for models it cannot serve), "torch" with sentence-transformers (default "onnx", or
+            $QA_QUERY_BACKEND).
     """
 
     model: str = DEFAULT_MODEL
@@ -45,6 +56,9 @@ class Settings:
     max_citations: int = 3
     min_answer_score: float = 0.35
     max_question_chars: int = 1000
+    query_threads: int = field(default_factory=lambda: env_threads("QA_QUERY_THREADS", DEFAULT_QUERY_THREADS))
+    index_threads: int = field(default_factory=lambda: env_threads("QA_INDEX_THREADS", DEFAULT_INDEX_THREADS))
+    query_backend: QueryBackend = field(default_factory=lambda: os.environ.get("QA_QUERY_BACKEND") or "onnx")
 
     def __post_init__(self) -> None:
         if self.chunk_sentences < 1:
@@ -56,5 +70,10 @@ class Settings:
             )
         if self.index_type not in ("flat", "hnsw"):
             raise ValueError(f"index_type must be 'flat' or 'hnsw', got {self.index_type!r}")
+        for name in ("query_threads", "index_threads"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")
+        if self.query_backend not in ("onnx", "torch"):
+            raise ValueError(f"query_backend must be 'onnx' or 'torch', got {self.query_backend!r}")
         if not 0.0 <= self.dense_weight <= 1.0:
             raise ValueError(f"dense_weight must be in [0, 1], got {self.dense_weight}")

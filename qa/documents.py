@@ -2,12 +2,14 @@
 
 A `Document` holds the exact text that every offset in the project points
 into. Files are read with well-kept parsers (BeautifulSoup for HTML, pypdf
-for PDF); plain text and Markdown are kept byte-for-byte as decoded text so
-citations can be highlighted in the original.
+for PDF); plain text and Markdown are kept exactly as decoded (UTF-8, or an encoding
+recognised by charset-normalizer) so citations can be highlighted in the
+original.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -103,16 +105,69 @@ def read_text(path: Path) -> tuple[str, str | None]:
 
 
 def _decode(name: str, data: bytes) -> str:
+    """Text from bytes: UTF-8, a byte-order mark's encoding, or what charset-normalizer recognises.
+
+    Raises `DocumentError` for binary data, damaged UTF-8 and bytes whose
+    encoding cannot be told, rather than guessing into mojibake.
+    """
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                text = data[len(bom):].decode(encoding)
+            except UnicodeDecodeError:
+                text = None
+            if text is None or _messy(text):
+                raise DocumentError(f"{name}: starts with a {encoding.upper()} byte-order mark but is not "
+                                    f"{encoding.upper()} text; save it as UTF-8")
+            return text
     if b"\x00" in data[:8192]:
         raise DocumentError(f"{name}: looks like a binary file, not text")
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("cp1252", errors="replace")
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        damaged = exc
+    repaired = data.decode("utf-8", errors="replace")
+    if sum(ord(ch) > 127 and ch != "\ufffd" for ch in repaired) >= repaired.count("\ufffd"):
+        raise DocumentError(f"{name}: not valid UTF-8 (byte 0x{data[damaged.start]:02x} at position {damaged.start}) "
+                            "although the rest of it is UTF-8, so the file is damaged; save it again as UTF-8")
+    text = _legacy_text(data)
+    if text is None:
+        raise DocumentError(f"{name}: not UTF-8, and its encoding cannot be recognised; save it as UTF-8")
     controls = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\t\n\r\f")
     if controls > 0.01 * min(len(text), 8192):
         raise DocumentError(f"{name}: looks like a binary file, not text")
     return text
+
+
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+         (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))  # UTF-32 LE starts like UTF-16 LE
+
+
+def _messy(text: str) -> bool:
+    from charset_normalizer.md import mess_ratio
+
+    return mess_ratio(text[:20_000]) > 0.2
+
+
+def _legacy_text(data: bytes) -> str | None:
+    """Decode a legacy 8-bit or multi-byte encoding with charset-normalizer, None if it cannot tell.
+
+    Short texts fit several code pages equally well; among those tied for
+    best, Windows-1252 (Western European, the commonest legacy encoding) wins.
+    """
+    from charset_normalizer import from_bytes
+
+    matches = list(from_bytes(data))
+    if not matches:
+        return None
+    best = matches[0]
+    if best.chaos > 0.2:
+        return None
+    for match in matches:
+        tied = match.chaos <= best.chaos and match.coherence >= best.coherence
+        if tied and "cp1252" in (match.encoding, *match.could_be_from_charset):
+            return str(match) if match.encoding == "cp1252" else data.decode("cp1252", errors="replace")
+    return str(best)
 
 
 def _html_text(html: str) -> tuple[str, str | None]:

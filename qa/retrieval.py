@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,16 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from .chunking import Chunk, Sentence, chunk_document, split_sentences
-from .config import Settings
+from .config import QueryBackend, Settings
 from .documents import Document, bundled_article
-from .embedding import Embedder
+from .embedding import Embedder, Progress, cache_dir
 from .errors import CorruptIndexError, IndexNotFoundError, InvalidQuestionError, QAError, StaleIndexError
 from .index import VectorIndex, load_index, read_manifest, save_index
 from .lexical import BM25, TermWeights, terms
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INDEX_DIR = Path("index") / "default"
 _CHUNKING_FIELDS = ("model", "chunk_sentences", "chunk_overlap", "chunk_tokens", "index_type")
 
 
@@ -119,7 +119,7 @@ class Retriever:
         *,
         model: str | None = None,
         settings: Settings | None = None,
-        progress: bool = False,
+        progress: bool | Progress = False,
         sources: dict[str, str] | None = None,
         embedder: Embedder | None = None,
     ) -> Retriever:
@@ -130,7 +130,7 @@ class Retriever:
         documents = list(documents)
         if not documents:
             raise QAError("no documents to index")
-        embedder = embedder or get_embedder(settings.model)
+        embedder = embedder or embedder_for(settings)
         started = time.perf_counter()
         sentences = [split_sentences(d, max_tokens=settings.chunk_tokens) for d in documents]
         chunks = [chunk_document(d, s, settings) for d, s in zip(documents, sentences, strict=True)]
@@ -155,7 +155,7 @@ class Retriever:
                 f"rebuild it with `qa index ... --model {model}`"
             )
         settings = dataclasses.replace(settings or Settings(), **{f: saved[f] for f in _CHUNKING_FIELDS})
-        embedder = get_embedder(settings.model)
+        embedder = embedder_for(settings)
         if embedder.dim != stored.vectors.dim:
             raise StaleIndexError(
                 f"index at {path} holds {stored.vectors.dim}-dimensional vectors but model "
@@ -168,10 +168,11 @@ class Retriever:
 
     @classmethod
     def default(
-        cls, *, index_dir: str | Path = DEFAULT_INDEX_DIR, settings: Settings | None = None, progress: bool = False
+        cls, *, index_dir: str | Path | None = None, settings: Settings | None = None, progress: bool = False
     ) -> Retriever:
-        """The bundled article: load `index_dir` if it is fresh, else build it and save it there."""
+        """The bundled article: load `index_dir` (default: `default_index_dir()`) if fresh, else build and save it."""
         settings = settings or Settings()
+        index_dir = index_dir or default_index_dir()
         article = bundled_article()
         try:
             manifest = read_manifest(index_dir)
@@ -204,7 +205,7 @@ class Retriever:
 
     # -- changing the corpus --------------------------------------------------------
 
-    def extend(self, documents: Iterable[Document], *, progress: bool = False) -> Retriever:
+    def extend(self, documents: Iterable[Document], *, progress: bool | Progress = False) -> Retriever:
         """A new retriever over these documents plus the new ones; only the new ones are embedded."""
         added = Retriever.build(documents, settings=self.settings, progress=progress, embedder=self.embedder)
         clash = {d.doc_id for d in added.documents} & set(self._by_id)
@@ -294,6 +295,16 @@ class Retriever:
         return [grouped[d.doc_id] for d in self.documents]
 
 
+def default_index_dir() -> Path:
+    """Where the bundled article's index is kept: $QA_INDEX_DIR, else the user's cache directory.
+
+    Never the current directory: `qa ask` run anywhere must not write there
+    (on Linux this is ~/.cache/qa/index/default, or under $XDG_CACHE_HOME).
+    """
+    chosen = os.environ.get("QA_INDEX_DIR")
+    return Path(chosen) if chosen else cache_dir() / "index" / "default"
+
+
 def _scaled(scores: np.ndarray) -> np.ndarray:
     """Scores divided by their maximum (all zero stays zero)."""
     best = float(scores.max()) if scores.size else 0.0
@@ -313,10 +324,16 @@ def check_question(question: str, settings: Settings) -> str:
     return question
 
 
-@lru_cache(maxsize=4)
-def get_embedder(model: str) -> Embedder:
-    """One `Embedder` per model per process (models are expensive to load)."""
-    return Embedder(model)
+def embedder_for(settings: Settings) -> Embedder:
+    """The shared `Embedder` for the model, thread counts and query backend in `settings`."""
+    return get_embedder(settings.model, settings.query_threads, settings.index_threads, settings.query_backend)
+
+
+@lru_cache(maxsize=8)
+def get_embedder(model: str, query_threads: int | None = None, index_threads: int | None = None,
+                 query_backend: QueryBackend | None = None) -> Embedder:
+    """One `Embedder` per model, thread counts and backend per process (the model itself is loaded once)."""
+    return Embedder(model, query_threads=query_threads, index_threads=index_threads, query_backend=query_backend)
 
 
 def _check_sources(path: str | Path, documents: list[Document], sources: dict[str, str]) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,19 @@ from qa.embedding import Embedder
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 ARTICLE_DEV = SHARED / "eval" / "article_dev.json"
 SQUAD_DEV = SHARED / "eval" / "squad-v2.0-dev-part-a.json"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The per-user cache (where the default index goes) in a temp dir, so tests never touch the real one."""
+    path = tmp_path_factory.mktemp("user-cache")
+    saved = {name: os.environ.pop(name, None) for name in ("XDG_CACHE_HOME", "QA_INDEX_DIR")}
+    os.environ["XDG_CACHE_HOME"] = str(path)
+    yield path
+    for name, value in saved.items():
+        os.environ.pop(name, None)
+        if value is not None:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

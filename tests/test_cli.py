@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -158,14 +159,68 @@ def test_malformed_history_is_an_error(
     assert "history" in err
 
 
-def test_without_index_the_default_is_built_under_the_current_directory(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    code, out, err = run(capsys, "search", TROOPS, "-k", "1", "--json")
-    assert code == 0, err
-    assert (tmp_path / "index" / "default" / "manifest.json").is_file()
-    assert "fifty US special operations" in squash(json.loads(out)["passages"][0]["text"])
+def fresh_cache(path: Path, user_cache: Path) -> Path:
+    """An empty user cache but for the exported query model, shared with the session's (exporting takes seconds)."""
+    (path / "qa").mkdir(parents=True)
+    (path / "qa" / "onnx").symlink_to(user_cache / "qa" / "onnx", target_is_directory=True)
+    return path
+
+
+def test_first_run_on_a_fresh_machine_writes_only_to_the_user_cache(tmp_path: Path) -> None:
+    """An empty user cache: the default index is built and the query model exported, offline, quietly."""
+    cache = tmp_path / "cache"
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run([str(QA), "search", TROOPS, "-k", "1", "--json"], cwd=work, capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "XDG_CACHE_HOME": str(cache),
+                                                         "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    assert list(work.iterdir()) == [], "nothing is written to the current directory"
+    assert (cache / "qa" / "index" / "default" / "manifest.json").is_file()
+    assert list((cache / "qa" / "onnx").glob("*/model.onnx"))
+    assert "fifty US special operations" in squash(json.loads(result.stdout)["passages"][0]["text"])
+    assert result.stderr == "", "no progress bars or warnings when stderr is not a terminal"
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path: Path, user_cache: Path, retriever) -> None:
+    """Building the default index shows a bar on a terminal (a pseudo-terminal here)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # tqdm needs a width
+    try:
+        result = subprocess.run([str(QA), "search", TROOPS, "-k", "1"], cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=follower, timeout=300,
+                                env={**os.environ, "XDG_CACHE_HOME": str(fresh_cache(tmp_path / "cache", user_cache))})
+        os.close(follower)
+        follower = -1
+        shown = b""
+        while True:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # the terminal closed
+                break
+            if not data:
+                break
+            shown += data
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    assert result.returncode == 0
+    assert b"embedding" in shown and b"sentence" in shown
+
+
+def test_index_writes_no_progress_bar_into_a_log(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Derna lies on the coast. It was flooded in 2023.", encoding="utf-8")
+    result = run_qa("index", notes, "--out", tmp_path / "idx", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"indexed 1 documents, 2 sentences, 1 chunks into {tmp_path / 'idx'}"]
 
 
 # -- search ------------------------------------------------------------------------------------

@@ -122,6 +122,36 @@ def test_txt_with_utf8_bom_and_cp1252(tmp_path: Path) -> None:
     assert Document.from_path(legacy).text == "Café \u201cquoted\u201d."
 
 
+FRENCH = "Le café de la gare: crème brûlée, naïve façade. Über große Straßen, “quoted”.\n"
+RUSSIAN = "Привет, как дела? Это текст на русском языке, о городе Триполи и его порте.\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [(FRENCH, "cp1252"), (FRENCH * 20, "cp1252"), ("Caf\u00e9", "latin-1"), (FRENCH, "utf-16"),
+     (FRENCH, "utf-32"), (RUSSIAN * 5, "cp1251"), ("Señor Muñoz paid 5 € for the piñata.", "cp1252")],
+)
+def test_text_that_is_not_utf8_is_decoded_not_garbled(tmp_path: Path, text: str, encoding: str) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(text.encode(encoding))  # Python's utf-16 and utf-32 write a byte-order mark
+    assert Document.from_path(path).text == text
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\xff\xfe\xc3( caf\xc3\xa9", "byte-order mark but is not UTF-16"),  # shown as "ÿþÃ( café" before
+        ("Le café, la crème. ".encode() * 5 + b"\xc3(" + b" Fin.", "not valid UTF-8 .*damaged"),
+    ],
+)
+def test_text_of_unknown_or_damaged_encoding_is_rejected_with_a_reason(tmp_path: Path, data: bytes,
+                                                                       reason: str) -> None:
+    path = write(tmp_path / "odd.txt", data)
+    with pytest.raises(DocumentError, match=reason) as caught:
+        Document.from_path(path)
+    assert "odd.txt" in str(caught.value) and "save it" in str(caught.value)
+
+
 def test_explicit_id_and_title_win(tmp_path: Path) -> None:
     path = tmp_path / "a.md"
     path.write_text("# Heading\n\nBody.", encoding="utf-8")

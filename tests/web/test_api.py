@@ -57,3 +57,46 @@ def test_only_ask_is_public(client):
     api = client.view_api(return_format="dict", print_info=False)
     assert set(api["named_endpoints"]) == {"/ask"}
     assert not api["unnamed_endpoints"]
+
+
+def call_over_http(app_url: str, data: list) -> tuple[str, str]:
+    """POST /gradio_api/call/ask as curl would, then read the event stream; (event name, data)."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{app_url}/gradio_api/call/ask", data=json.dumps({"data": data}).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        event_id = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(f"{app_url}/gradio_api/call/ask/{event_id}", timeout=120) as response:
+        stream = response.read().decode()
+    events = [line.split(": ", 1)[1] for line in stream.splitlines() if line.startswith("event: ")]
+    payloads = [line.split(": ", 1)[1] for line in stream.splitlines() if line.startswith("data: ")]
+    return events[-1], payloads[-1]
+
+
+def test_plain_http_call_with_only_the_question(app_url, capfd):
+    import json
+
+    event, data = call_over_http(app_url, [TROOPS])
+    assert event == "complete", data
+    result = json.loads(data)[0]
+    assert result["found"] is True and "fifty" in result["answer"]
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    ([TROOPS, [["only one element"]]], "history must be a list of \\[question, answer\\] pairs"),
+    ([TROOPS, "not a list"], "history must be a list"),
+    ([TROOPS, [["q", 5]]], "history must be a list"),
+    ([], "question is empty"),
+    ([None], "question is empty"),
+    ([42], "question is empty"),
+])
+def test_plain_http_call_with_bad_input_gets_a_clear_message(app_url, capfd, data, expected):
+    import re
+
+    event, message = call_over_http(app_url, data)
+    assert event == "error"
+    assert re.search(expected, message), message
+    assert "Traceback" not in capfd.readouterr().err

@@ -220,3 +220,80 @@ def test_upload_limits_are_explained(page, tmp_path, monkeypatch):
     expect(page.locator("#qa-docs")).to_contain_text("tiny")
     ask(page, ZEBRAS)
     expect(last_answer(page)).to_contain_text("412 kilometres")
+
+
+def test_rejected_question_is_a_notice_that_blocks_nothing(page):
+    box = page.locator("#qa-question textarea")
+    box.press("Enter")  # an empty question
+    expect(page.locator(".toast-body").first).to_contain_text("question is empty", timeout=SLOW)
+    for part in ("#qa-chat", "#qa-question", "#qa-sources"):
+        expect(page.locator(f"{part} .error")).to_have_count(0)  # no stuck "Error" badge over anything
+    box.click()  # nothing dismissed first: the box takes clicks and typing
+    box.type(TROOPS)
+    box.press("Enter")
+    expect(page.locator("#qa-sources .qa-for")).to_contain_text(TROOPS, timeout=SLOW)
+    expect(last_answer(page)).to_contain_text("fifty")
+
+
+def test_upload_shows_one_progress_bar_naming_file_and_stage(page, tmp_path):
+    sentences = [f"Ranger note {i}: the herd crossed river bend {i % 17} at dawn, {i % 5} foals among them."
+                 for i in range(900)]
+    upload(page, write(tmp_path, "ranger-log.txt", "\n".join(sentences)))
+    seen: list[list[str]] = []
+    for _ in range(600):  # poll while indexing, until the status says it is done
+        shown = page.evaluate("""() => [...document.querySelectorAll('.progress-level, .progress-text')]
+            .filter((e) => e.offsetParent !== null)
+            .map((e) => (e.closest('[id^=qa-]') || {}).id + ': ' + e.textContent.trim())""")
+        if shown:
+            seen.append(shown)
+        if "Added ranger-log" in page.locator("#qa-status").inner_text():
+            break
+        page.wait_for_timeout(100)
+    assert seen, "no progress was shown while indexing"
+    owners = {line.split(":")[0] for lines in seen for line in lines}
+    assert owners == {"qa-status"}, seen  # one place: the status line of the Documents panel
+    assert max(len({line.split(":")[0] for line in lines}) for lines in seen) == 1
+    labels = " ".join(line for lines in seen for line in lines)
+    assert "ranger-log" in labels and "embedding" in labels and "of 900 sentences" in labels, labels
+    assert "Batches" not in labels
+
+
+def gradio_uploads() -> Path:
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder())
+
+
+def test_uploaded_files_are_deleted_once_read_or_rejected(page, tmp_path):
+    kept = write(tmp_path, "kept-notes-5x1q.txt", ZEBRA_NOTES + "Reference 5x1q.\n")
+    refused = write(tmp_path, "refused-5x1q.exe", "MZ")
+    upload(page, kept, refused)
+    expect(page.locator("#qa-status")).to_contain_text("Added kept-notes-5x1q", timeout=SLOW)
+    expect(page.locator("#qa-status")).to_contain_text("refused-5x1q.exe: unsupported file type")
+    assert not list(gradio_uploads().rglob("*5x1q*")), "uploads stay on the server"
+    ask(page, ZEBRAS)  # the text lives on in the session
+    expect(last_answer(page)).to_contain_text("412 kilometres")
+
+
+def test_narrow_window_puts_sources_right_after_the_chat(browser, app_url):
+    context = browser.new_context(viewport={"width": 400, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(app_url)
+        page.locator("#qa-question textarea").wait_for()
+        chat = page.locator("#qa-ask").bounding_box()
+        sources = page.locator("#qa-sources").bounding_box()
+        documents = page.locator("#qa-documents").bounding_box()
+        assert chat["y"] < sources["y"] < documents["y"], (chat, sources, documents)
+    finally:
+        context.close()
+
+
+def test_open_document_view_highlights_the_sentence_once(page):
+    ask(page, TROOPS)
+    card = page.locator("#qa-sources .qa-source").first
+    expect(card.locator("mark:visible")).to_have_count(1)
+    card.locator(".qa-context").click()
+    expect(card.locator("details.qa-viewer")).to_have_attribute("open", "")
+    expect(card.locator(".qa-doc mark")).to_be_visible()
+    expect(card.locator("mark:visible")).to_have_count(1)

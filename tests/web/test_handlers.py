@@ -1,0 +1,69 @@
+"""app.py's helpers without a browser: API history, reading and deleting uploads, a quiet log."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+import app
+from qa import QAError
+
+
+@pytest.mark.parametrize("history", [None, [], [["Who?", "Haftar."]], (("Who?", "Haftar."),)])
+def test_history_pairs_accepts_pairs_of_text(history):
+    assert app.history_pairs(history) == [tuple(turn) for turn in history or []]
+
+
+@pytest.mark.parametrize("history", [[["only one element"]], "text", [["q", 1]], [["q", "a", "extra"]], {"q": "a"},
+                                     [None]])
+def test_history_pairs_explains_what_it_expects(history):
+    with pytest.raises(QAError, match=r"history must be a list of \[question, answer\] pairs of text"):
+        app.history_pairs(history)
+
+
+def test_broken_pdf_upload_is_named_without_library_warnings(retriever, tmp_path, caplog):
+    app.build_app(retriever)  # what the server does before its first request
+    broken = tmp_path / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4 this is not really a pdf")
+    with caplog.at_level(logging.WARNING), pytest.raises(QAError, match="broken.pdf: not a readable PDF"):
+        app.read_upload(str(broken), taken=set(), chars=0, count=0)
+    assert not [r for r in caplog.records if r.name.startswith("pypdf")], caplog.text
+
+
+def test_read_upload_of_a_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(QAError, match="gone.txt: the uploaded file is gone"):
+        app.read_upload(str(tmp_path / "gone.txt"), taken=set(), chars=0, count=0)
+
+
+def test_discard_removes_the_file_and_its_emptied_folder(tmp_path: Path):
+    alone, shared, plain = tmp_path / ("a" * 64), tmp_path / ("b" * 64), tmp_path / "uploads"
+    for folder in (alone, shared, plain):
+        folder.mkdir()
+    (plain / "three.txt").write_text("x")
+    app.discard(str(plain / "three.txt"))
+    assert plain.is_dir(), "only the hash-named folder Gradio made for the file is removed"
+    (alone / "one.txt").write_text("x")
+    (shared / "two.txt").write_text("x")
+    (shared / "other.txt").write_text("x")
+    app.discard(str(alone / "one.txt"))
+    app.discard(str(shared / "two.txt"))
+    app.discard(str(shared / "never-there.txt"))
+    assert not alone.exists()
+    assert [p.name for p in shared.iterdir()] == ["other.txt"]
+
+
+def test_indexing_runs_on_a_lower_priority_thread_that_sees_the_event_context():
+    import contextvars
+    import os
+    import threading
+
+    marker = contextvars.ContextVar("marker")
+    marker.set("the event")
+    here = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    niceness, seen, name = app.in_background(lambda: (os.getpriority(os.PRIO_PROCESS, threading.get_native_id()),
+                                                      marker.get(), threading.current_thread().name))
+    assert seen == "the event"  # Gradio's progress finds its event this way
+    assert name.startswith("qa-indexing")
+    assert niceness == min(19, here + app.INDEXING_NICE)
