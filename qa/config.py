@@ -12,7 +12,8 @@ from typing import Literal
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
-IndexType = Literal["flat", "hnsw"]
+IndexType = Literal["auto", "flat", "hnsw", "ivfpq"]
+INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,14 @@ class Settings:
         chunk_sentences: sentences per chunk (a chunk is also capped by `chunk_tokens`).
         chunk_overlap: sentences shared by consecutive chunks; must be < `chunk_sentences`.
         chunk_tokens: approximate word-piece budget per chunk (the model truncates at 256).
-        index_type: "flat" (exact inner product) or "hnsw" (approximate, for large corpora).
+        index_type: "flat" (exact inner product), "hnsw" or "ivfpq" (approximate, for large corpora),
+            or "auto": flat up to `approximate_above` sentences, `approximate_index` beyond.
+        approximate_above: the most sentences "auto" searches exactly (README, "Large collections").
+        approximate_index: the approximate index "auto" picks for larger corpora.
+        hnsw_m: links per vector of an HNSW graph (more: better recall, more memory, slower build).
+        hnsw_ef_search: candidates an HNSW search keeps (more: better recall, slower queries).
+        ivf_nprobe: inverted lists an IVF-PQ search visits.
+        ivf_rescore: an IVF-PQ search re-scores `ivf_rescore * k` candidates with the full vectors.
         dense_weight: weight of the dense score in the hybrid fusion; BM25 gets the rest.
         candidates: passages fetched from each retriever before fusion.
         answer_passages: fused passages whose sentences the answer composer considers.
@@ -38,7 +46,13 @@ class Settings:
     chunk_sentences: int = 4
     chunk_overlap: int = 1
     chunk_tokens: int = 200
-    index_type: IndexType = "flat"
+    index_type: IndexType = "auto"
+    approximate_above: int = 200_000
+    approximate_index: Literal["hnsw", "ivfpq"] = "hnsw"
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 128
+    ivf_nprobe: int = 32
+    ivf_rescore: int = 4
     dense_weight: float = 0.6
     candidates: int = 30
     answer_passages: int = 5
@@ -54,7 +68,9 @@ class Settings:
                 f"chunk_overlap must be in [0, chunk_sentences={self.chunk_sentences}), "
                 f"got {self.chunk_overlap}"
             )
-        if self.index_type not in ("flat", "hnsw"):
-            raise ValueError(f"index_type must be 'flat' or 'hnsw', got {self.index_type!r}")
+        if self.index_type not in INDEX_TYPES:
+            raise ValueError(f"index_type must be one of {', '.join(INDEX_TYPES)}, got {self.index_type!r}")
+        if self.approximate_index not in ("hnsw", "ivfpq"):
+            raise ValueError(f"approximate_index must be 'hnsw' or 'ivfpq', got {self.approximate_index!r}")
         if not 0.0 <= self.dense_weight <= 1.0:
             raise ValueError(f"dense_weight must be in [0, 1], got {self.dense_weight}")
