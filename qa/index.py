@@ -65,6 +65,7 @@ class VectorIndex:
         "auto" picks the index by size (see `Settings`).
         """
         settings = settings or Settings()
+        faiss.omp_set_num_threads(settings.faiss_threads)
         parts = [vectors] if isinstance(vectors, np.ndarray) else list(vectors)
         parts = [np.ascontiguousarray(p, dtype=np.float32).reshape(len(p), -1) for p in parts]
         if not parts:
@@ -90,7 +91,8 @@ class VectorIndex:
         return built
 
     def configure(self, settings: Settings) -> None:
-        """Apply the query-time settings (HNSW efSearch, IVF nprobe, re-scored candidates)."""
+        """Apply the query-time settings (FAISS threads, HNSW efSearch, IVF nprobe, re-scored candidates)."""
+        faiss.omp_set_num_threads(settings.faiss_threads)
         kind = self.kind
         if kind == "hnsw":
             self.faiss.hnsw.efSearch = settings.hnsw_ef_search
