@@ -227,6 +227,7 @@ def save_index(path: str | Path, *, corpus: Corpus, vectors: VectorIndex, lexica
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
         try:
             _write(tmp, corpus=corpus, vectors=vectors, lexical=lexical, settings=settings)
+            os.chmod(tmp, 0o755)  # mkdtemp makes it private; an index is read by whoever serves it
             _replace_dir(tmp, path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -217,22 +217,40 @@ class Retriever:
         """
         documents = list(documents)
         _check_distinct(documents)
-        positions = self.corpus.positions
-        changed = [d for d in documents if d.doc_id not in positions
-                   or self.documents[positions[d.doc_id]].fingerprint != d.fingerprint]
-        replaced = {d.doc_id for d in changed}
-        renamed = {d.doc_id: d for d in documents if d.doc_id not in replaced}
-        kept = self.corpus.select([d.doc_id not in replaced for d in self.documents])
-        if any(self.documents[positions[k]] != d for k, d in renamed.items()):
-            kept = dataclasses.replace(kept, documents=[renamed.get(d.doc_id, d) for d in kept.documents])
+        changed = self.changed(documents)
+        ids = {d.doc_id for d in changed}
+        retriever = self.with_documents([d for d in documents if d.doc_id not in ids])
         if not changed:
-            if kept.documents == self.documents:
-                return self
-            return Retriever(kept, self.vectors, self.embedder, self.settings, lexical=self.lexical)
-        added = Corpus.from_documents(changed, self.settings)
-        vectors = embed_corpus(added, self.embedder, progress=progress)
+            return retriever
+        part = Corpus.from_documents(changed, self.settings)
+        return retriever.add_parts(part, [embed_corpus(part, self.embedder, progress=progress)])
+
+    def changed(self, documents: Iterable[Document]) -> list[Document]:
+        """Those of `documents` that are not indexed yet or whose text differs from the indexed one."""
+        positions = self.corpus.positions
+        return [d for d in documents
+                if d.doc_id not in positions or self.documents[positions[d.doc_id]].fingerprint != d.fingerprint]
+
+    def with_documents(self, documents: Iterable[Document]) -> Retriever:
+        """A new retriever in which these indexed documents, same text, carry new titles, paths or times."""
+        update = {d.doc_id: d for d in documents}
+        if not update:
+            return self
+        for doc_id, document in update.items():
+            if document.fingerprint != self.document(doc_id).fingerprint:
+                raise QAError(f"document {doc_id!r} has other text; add it instead")
+        if all(self.document(doc_id) == document for doc_id, document in update.items()):
+            return self
+        corpus = dataclasses.replace(self.corpus, documents=[update.get(d.doc_id, d) for d in self.documents])
+        return Retriever(corpus, self.vectors, self.embedder, self.settings, lexical=self.lexical)
+
+    def add_parts(self, corpus: Corpus, vectors: Sequence[np.ndarray]) -> Retriever:
+        """A new retriever with a ready part added: its documents, already split and embedded
+        (`vectors`: consecutive parts of shape (n_i, dim)), replace indexed ones with the same doc_id."""
+        replaced = set(corpus.positions)
         keep = np.asarray([d.doc_id not in replaced for d in self.documents])
-        return Retriever.from_parts(Corpus.concat([kept, added]), [*self._vector_runs(keep), vectors],
+        kept = self.corpus.select(keep) if not keep.all() else self.corpus
+        return Retriever.from_parts(Corpus.concat([kept, corpus]), [*self._vector_runs(keep), *vectors],
                                     self.embedder, self.settings)
 
     def remove(self, doc_ids: Iterable[str]) -> Retriever:
