@@ -220,7 +220,7 @@ def test_index_a_directory(capsys: pytest.CaptureFixture[str], corpus: Path, tmp
     assert "indexed 2 documents" in err
     code, out, _ = run(capsys, "search", "saffron market", "-k", "1", "--index", tmp_path / "idx", "--json")
     assert code == 0
-    assert json.loads(out)["passages"][0]["doc_id"] == "market"
+    assert json.loads(out)["passages"][0]["doc_id"] == "nested/market"  # ids of files in folders are paths
 
 
 # -- as a real process ---------------------------------------------------------------------------
