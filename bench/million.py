@@ -233,9 +233,37 @@ def stage_query(work: Path, n: int, index_type: str, repeats: int) -> dict[str, 
         truth_file.write_text(json.dumps(found), encoding="utf-8")
     if truth_file.is_file():
         truth = json.loads(truth_file.read_text(encoding="utf-8"))
-        result["recall_at_10"] = statistics.mean(len(set(a) & set(b)) / len(b) for a, b in zip(found, truth,
-                                                                                                strict=True))
+        result["recall_at_10"] = recall(found, truth)
+        result["sweep"] = sweep(retriever.vectors, queries, truth)
     return result
+
+
+def recall(found: list[list[int]], truth: list[list[int]]) -> float:
+    return statistics.mean(len(set(a) & set(b)) / len(b) for a, b in zip(found, truth, strict=True))
+
+
+def sweep(vectors: Any, queries: np.ndarray, truth: list[list[int]]) -> list[tuple[int, float, float, float]]:
+    """(breadth, recall@10, p50 ms, p95 ms) for HNSW efSearch or IVF-PQ nprobe values."""
+    import faiss
+
+    if vectors.kind == "hnsw":
+        values, knob = [64, 128, 192, 256, 384], lambda v: setattr(vectors.faiss.hnsw, "efSearch", v)
+    elif vectors.kind == "ivfpq":
+        ivf = faiss.extract_index_ivf(vectors.faiss)
+        values, knob = [16, 32, 48, 64, 96], lambda v: setattr(ivf, "nprobe", v)
+    else:
+        return []
+    rows = []
+    for value in values:
+        knob(value)
+        found, times = [], []
+        for _ in range(2):
+            for query in queries:
+                started = time.perf_counter()
+                found.append(vectors.search(query, 10)[1].tolist())
+                times.append((time.perf_counter() - started) * 1000)
+        rows.append((value, recall(found[: len(queries)], truth), pct(times, 50), pct(times, 95)))
+    return rows
 
 
 def pct(values: list[float], q: int) -> float:
@@ -263,6 +291,7 @@ def main() -> None:
     parser.add_argument("--types", nargs="+", default=["hnsw", "ivfpq"], help="approximate indexes (exact always)")
     parser.add_argument("--repeats", type=int, default=3, help="passes over the queries for FAISS timings")
     parser.add_argument("--keep", action="store_true", help="keep the built indexes in --work")
+    parser.add_argument("--reuse", action="store_true", help="reuse results.json rows of types not in --types")
     parser.add_argument("--stage", choices=["base", "build", "query"], help=argparse.SUPPRESS)
     parser.add_argument("--type", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -285,10 +314,14 @@ def main() -> None:
         run_stage("--stage", "base", "--work", str(work), "--base", str(args.base), "--queries", str(args.queries))
     base = json.loads((work / "base.json").read_text(encoding="utf-8"))
     rows: dict[str, dict[str, Any]] = {}
+    if args.reuse and (work / "results.json").is_file():
+        rows = json.loads((work / "results.json").read_text(encoding="utf-8"))
     size = f"{args.sentences // 1000:,}k"
     plan = [("flat", args.reference, f"exact, {args.reference // 1000:,}k (reference)"), ("flat", args.sentences,
                                                                                       f"exact, {size}")]
     plan += [(t, args.sentences, f"{t}, {size}") for t in args.types if t != "flat"]
+    if args.reuse:  # the exact rows (and the truth they wrote) are kept from the earlier run
+        plan = [step for step in plan if not (step[0] == "flat" and step[2] in rows)]
     for index_type, n, label in plan:
         print(f"{label}: building ...", file=sys.stderr)
         row = run_stage("--stage", "build", "--work", str(work), "--n", str(n), "--type", index_type)
@@ -328,6 +361,13 @@ def report(rows: dict[str, dict[str, Any]], base: dict[str, Any], args: argparse
             f"| {(row['build_rss_mb'] - row['baseline_rss_mb']) / per:,.0f} / "
             f"{(row['query_rss_mb'] - row['baseline_rss_mb']) / per:,.0f} | {row['load_s']:.2f} |"
         )
+    for label, row in rows.items():
+        if row.get("sweep"):
+            knob = "efSearch" if row["kind"] == "hnsw" else "nprobe"
+            lines += ["", f"{label}, by search breadth ({knob}):", "",
+                      f"| {knob} | recall@10 | FAISS p50 / p95 (ms) | p50 / 10k exact |", "|---:|---:|---:|---:|"]
+            lines += [f"| {v} | {r:.3f} | {p50:.2f} / {p95:.2f} | {p50 / reference['faiss_p50_ms']:.1f}x |"
+                      for v, r, p50, p95 in row["sweep"]]
     return "\n".join(lines)
 
 

@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     index.add_argument("--out", required=True, metavar="DIR", help="directory of the index to write or update")
     index.add_argument("--model", help="sentence-transformers model name or path (default all-MiniLM-L6-v2)")
     index.add_argument("--index-type", choices=list(INDEX_TYPES),
-                       help="auto (default for a new index): exact up to 200,000 sentences, then HNSW; "
+                       help="auto (default for a new index): exact up to 100,000 sentences, then IVF-PQ; "
                             "flat: exact; hnsw or ivfpq: approximate")
     index.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
                        help="read, split and embed on a Ray cluster (pip install -e '.[ray]'); without ADDRESS, "

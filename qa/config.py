@@ -49,8 +49,8 @@ class Settings:
     chunk_overlap: int = 1
     chunk_tokens: int = 200
     index_type: IndexType = "auto"
-    approximate_above: int = 200_000
-    approximate_index: Literal["hnsw", "ivfpq"] = "hnsw"
+    approximate_above: int = 100_000
+    approximate_index: Literal["hnsw", "ivfpq"] = "ivfpq"
     hnsw_m: int = 32
     hnsw_ef_search: int = 128
     ivf_nprobe: int = 48

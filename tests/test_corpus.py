@@ -147,6 +147,16 @@ def test_auto_index_type_switches_by_size() -> None:
 
     settings = Settings(approximate_above=1000)
     assert resolve_index_type("auto", 1000, settings) == "flat"
-    assert resolve_index_type("auto", 1001, settings) == "hnsw"
-    assert resolve_index_type("auto", 1001, dataclasses.replace(settings, approximate_index="ivfpq")) == "ivfpq"
+    assert resolve_index_type("auto", 1001, settings) == "ivfpq"
+    assert resolve_index_type("auto", 1001, dataclasses.replace(settings, approximate_index="hnsw")) == "hnsw"
     assert resolve_index_type("flat", 10**7, settings) == "flat"
+
+
+def test_a_collection_that_grows_past_the_threshold_becomes_approximate(base: Retriever) -> None:
+    small = Retriever(base.corpus, base.vectors, base.embedder, Settings(approximate_above=10))
+    assert small.vectors.kind == "flat" and len(small.sentences) == 9
+    grown = small.add([NEW])
+    assert grown.vectors.kind == "ivfpq" and len(grown.sentences) == 11
+    assert grown.sentence_vectors == pytest.approx(np.concatenate([base.sentence_vectors, grown.sentence_vectors[9:]]))
+    assert grown.search("What is bazin made of?", k=1)[0].doc_id == "food"
+    assert grown.remove(["food"]).vectors.kind == "flat"
