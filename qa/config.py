@@ -52,7 +52,7 @@ class Settings:
     approximate_above: int = 100_000
     approximate_index: Literal["hnsw", "ivfpq"] = "ivfpq"
     hnsw_m: int = 32
-    hnsw_ef_search: int = 128
+    hnsw_ef_search: int = 256
     ivf_nprobe: int = 48
     ivf_rescore: int = 10
     faiss_threads: int = 1

@@ -29,8 +29,8 @@ from .errors import QAError
 
 log = logging.getLogger(__name__)
 
-FILES_PER_TASK = 8
-DOCUMENTS_PER_TASK = 8
+FILES_PER_TASK = 64
+DOCUMENTS_PER_TASK = 100
 
 
 class _Worker:
