@@ -94,7 +94,7 @@ class Summary:
                f"  added {len(self.added):,}, changed {len(self.changed):,}, removed {len(self.removed):,}, "
                f"unchanged {self.unchanged:,}; embedded {self.embedded:,} sentences"]
         if self.skipped:
-            out.append(f"  skipped {len(self.skipped):,} files:")
+            out.append(f"  skipped {len(self.skipped):,} file{'s' if len(self.skipped) != 1 else ''}:")
             out.extend(f"    {path}: {reason}" for path, reason in self.skipped)
         return out
 
@@ -248,7 +248,8 @@ def sync(paths: Sequence[str | Path], out: str | Path, *, model: str | None = No
             if settings != retriever.settings:  # another index type: the vectors are indexed again, not embedded
                 retriever = Retriever.from_parts(retriever.corpus, [retriever.sentence_vectors],
                                                  retriever.embedder, settings)
-        retriever.save(out)
+        if retriever is not current:  # nothing changed: the index on disk stays as it is
+            retriever.save(out)
     return Summary(
         path=out, documents=len(retriever.documents), sentences=len(retriever.sentences),
         chunks=len(retriever.chunks), added=[d.doc_id for d in new if d.doc_id not in indexed],

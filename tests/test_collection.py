@@ -64,8 +64,10 @@ def test_sync_embeds_only_new_and_changed_files(tmp_path: Path, spy_embed_passag
     assert embedded(spy_embed_passages) == first.sentences == first.embedded
 
     spy_embed_passages.clear()
+    stamp = (out / MANIFEST).stat().st_mtime_ns
     again = sync([docs], out)
     assert spy_embed_passages == [] and again.unchanged == 4 and again.embedded == 0
+    assert (out / MANIFEST).stat().st_mtime_ns == stamp, "nothing changed: nothing written"
 
     (docs / "land/oases.txt").write_text("Oases support small towns. Dates and olives grow in Ghadames.")
     (docs / "ports.txt").unlink()
