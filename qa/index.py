@@ -26,6 +26,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -272,8 +273,11 @@ def _write(tmp: Path, *, corpus: Corpus, vectors: VectorIndex, lexical: LexicalI
 def read_manifest(path: str | Path) -> dict[str, Any]:
     """The manifest of an index directory; raises if absent or unreadable."""
     path = Path(path)
-    if not (path / MANIFEST).is_file():
-        _recover(path)
+    for _ in range(40):  # a writer moves the old index aside and the new one in within microseconds
+        if (path / MANIFEST).is_file() or path.exists() or not any(path.parent.glob(f".{path.name}.old-*")):
+            break
+        clean_stale(path)  # under the lock: puts back an index that a killed writer moved aside
+        time.sleep(0.025)
     if not (path / MANIFEST).is_file():
         raise IndexNotFoundError(
             f"no index at {path}: {MANIFEST} not found. Build one with `qa index FILE... --out {path}`"
