@@ -10,6 +10,7 @@ from .documents import Document, bundled_article
 from .errors import (
     CorruptIndexError,
     DocumentError,
+    IndexLockedError,
     IndexNotFoundError,
     InvalidQuestionError,
     ModelUnavailableError,
@@ -25,6 +26,7 @@ __all__ = [
     "CorruptIndexError",
     "Document",
     "DocumentError",
+    "IndexLockedError",
     "IndexNotFoundError",
     "InvalidQuestionError",
     "ModelUnavailableError",

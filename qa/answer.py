@@ -32,7 +32,7 @@ import numpy as np
 
 from .config import Settings
 from .lexical import terms
-from .retrieval import Passage, Retriever, check_question
+from .retrieval import Passage, Retriever, Where, check_question
 
 NOT_FOUND = "The document does not say. I could not find a passage that answers this question."
 
@@ -136,13 +136,16 @@ class Assistant:
         self.retriever = retriever
         self.settings = settings or retriever.settings
 
-    def ask(self, question: str, history: Sequence[tuple[str, str]] = ()) -> Answer:
-        """Answer `question`; `history` holds earlier (question, answer text) turns, oldest first."""
+    def ask(self, question: str, history: Sequence[tuple[str, str]] = (), *, where: Where = None) -> Answer:
+        """Answer `question`; `history` holds earlier (question, answer text) turns, oldest first.
+
+        `where` limits the answer to some documents: doc_ids or path prefixes (see `Retriever.allowed`).
+        """
         question = check_question(question, self.settings)
         query = resolve_follow_up(question, history)
         said_before = _normalise(history[-1][1]) if history else ""
         query_vector = self.retriever.embedder.embed_query(query)
-        passages = self.retriever.rank(query, query_vector, k=self.settings.answer_passages)
+        passages = self.retriever.rank(query, query_vector, k=self.settings.answer_passages, where=where)
         scored = self._score_sentences(question, query, query_vector, passages, said_before)
         if asks_about_document(question):
             scored = self._title_lines(passages) + scored

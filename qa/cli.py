@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .config import INDEX_TYPES
 from .errors import QAError
 
 EXIT_ERROR = 1
 DEFAULT_INDEX_HELP = "index directory (default: the bundled article, indexed in the user's cache)"
+WHERE_HELP = "only documents with this doc_id, or whose file lies under this path (repeat for several)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--index", metavar="DIR", help=DEFAULT_INDEX_HELP)
     ask.add_argument("--history", metavar="FILE", help="JSON list of [question, answer] pairs, oldest first")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
+    ask.add_argument("--where", action="append", metavar="ID_OR_PATH", help=WHERE_HELP)
     ask.set_defaults(run=_ask)
 
     search = commands.add_parser("search", help="show the best matching passages")
@@ -55,14 +58,23 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("-k", type=int, default=5, help="number of passages (default 5)")
     search.add_argument("--index", metavar="DIR", help=DEFAULT_INDEX_HELP)
     search.add_argument("--json", action="store_true", help="print one JSON object")
+    search.add_argument("--where", action="append", metavar="ID_OR_PATH", help=WHERE_HELP)
     search.set_defaults(run=_search)
 
-    index = commands.add_parser("index", help="build and save an index from .txt/.md/.html/.pdf files")
+    index = commands.add_parser(
+        "index", help="build or update an index from .txt/.md/.html/.pdf files and folders",
+        description="Index files and folders (recursively). Run again on the same paths to update the index: only "
+                    "new or changed documents are embedded, and documents whose files are gone are dropped.")
     index.add_argument("paths", nargs="+", metavar="PATH")
-    index.add_argument("--out", required=True, metavar="DIR", help="directory to write the index to")
+    index.add_argument("--out", required=True, metavar="DIR", help="directory of the index to write or update")
     index.add_argument("--model", help="sentence-transformers model name or path (default all-MiniLM-L6-v2)")
-    index.add_argument("--index-type", choices=["flat", "hnsw"], default="flat",
-                       help="flat: exact search (default); hnsw: approximate, for large corpora")
+    index.add_argument("--index-type", choices=list(INDEX_TYPES),
+                       help="auto (default for a new index): exact up to 100,000 sentences, then IVF-PQ; "
+                            "flat: exact; hnsw or ivfpq: approximate")
+    index.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS",
+                       help="read, split and embed on a Ray cluster (pip install -e '.[ray]'); without ADDRESS, "
+                            "join the cluster this machine belongs to or start a local one")
+    index.add_argument("--workers", type=int, metavar="N", help="with --ray: model-holding workers (default: CPUs)")
     index.set_defaults(run=_index)
 
     info = commands.add_parser("info", help="print an index's manifest")
@@ -95,7 +107,7 @@ def _ask(args: argparse.Namespace) -> int:
 
     check_question(args.question, Settings())  # fail fast, before loading a model
     history = _read_history(args.history) if args.history else []
-    answer = Assistant(_retriever(args.index)).ask(args.question, history=history)
+    answer = Assistant(_retriever(args.index)).ask(args.question, history=history, where=args.where)
     if args.json:
         _print_json({
             "question": answer.question,
@@ -122,7 +134,7 @@ def _search(args: argparse.Namespace) -> int:
     check_question(args.query, Settings())
     if args.k < 1:
         raise QAError(f"-k must be at least 1, got {args.k}")
-    passages = _retriever(args.index).search(args.query, k=args.k)
+    passages = _retriever(args.index).search(args.query, k=args.k, where=args.where)
     if args.json:
         _print_json({
             "query": args.query,
@@ -139,29 +151,18 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _index(args: argparse.Namespace) -> int:
-    import dataclasses
+    from .collection import local_builder, sync
 
-    from tqdm import tqdm
+    builder = local_builder
+    if args.ray:
+        from .distributed import ray_builder
 
-    from .config import Settings
-    from .documents import Document
-    from .retrieval import Retriever
-
-    documents, sources, seen = [], {}, set()
-    for path in tqdm(_expand(args.paths), desc="reading", unit="file", disable=None):
-        document = Document.from_path(path)
-        if document.doc_id in seen:
-            raise QAError(f"two files would both get the id {document.doc_id!r} ({path}); rename one")
-        seen.add(document.doc_id)
-        documents.append(document)
-        sources[document.doc_id] = str(Path(path).resolve())
-    settings = dataclasses.replace(Settings(), index_type=args.index_type)
-    if args.model:
-        settings = dataclasses.replace(settings, model=args.model)
-    retriever = Retriever.build(documents, settings=settings, progress=True, sources=sources)
-    out = retriever.save(args.out)
-    print(f"indexed {len(documents)} documents, {len(retriever.sentences)} sentences, "
-          f"{len(retriever.chunks)} chunks into {out}", file=sys.stderr)
+        builder = ray_builder(address=None if args.ray == "auto" else args.ray, workers=args.workers)
+    elif args.workers is not None:
+        raise QAError("--workers needs --ray")
+    summary = sync(args.paths, args.out, model=args.model, index_type=args.index_type, builder=builder,
+                   progress=True)
+    print("\n".join(summary.lines()), file=sys.stderr)
     return 0
 
 
@@ -177,24 +178,6 @@ def _serve(args: argparse.Namespace) -> int:
 
     launch(host=args.host, port=args.port, share=args.share)
     return 0
-
-
-def _expand(paths: Sequence[str]) -> list[Path]:
-    """Files named directly, plus the supported files inside named directories."""
-    from .documents import SUPPORTED_SUFFIXES
-
-    found: list[Path] = []
-    for name in paths:
-        path = Path(name)
-        if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in SUPPORTED_SUFFIXES and p.is_file()))
-        elif path.exists():
-            found.append(path)
-        else:
-            raise QAError(f"{name}: no such file or directory")
-    if not found:
-        raise QAError("no .txt, .md, .html or .pdf files found in the given paths")
-    return found
 
 
 def _read_history(path: str) -> list[tuple[str, str]]:

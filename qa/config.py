@@ -15,7 +15,8 @@ from .threads import DEFAULT_INDEX_THREADS, DEFAULT_QUERY_THREADS, env_threads
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
-IndexType = Literal["flat", "hnsw"]
+IndexType = Literal["auto", "flat", "hnsw", "ivfpq"]
+INDEX_TYPES = ("auto", "flat", "hnsw", "ivfpq")
 QueryBackend = Literal["onnx", "torch"]
 
 
@@ -28,7 +29,16 @@ class Settings:
         chunk_sentences: sentences per chunk (a chunk is also capped by `chunk_tokens`).
         chunk_overlap: sentences shared by consecutive chunks; must be < `chunk_sentences`.
         chunk_tokens: approximate word-piece budget per chunk (the model truncates at 256).
-        index_type: "flat" (exact inner product) or "hnsw" (approximate, for large corpora).
+        index_type: "flat" (exact inner product), "hnsw" or "ivfpq" (approximate, for large corpora),
+            or "auto": flat up to `approximate_above` sentences, `approximate_index` beyond.
+        approximate_above: the most sentences "auto" searches exactly (README, "Large collections").
+        approximate_index: the approximate index "auto" picks for larger corpora.
+        hnsw_m: links per vector of an HNSW graph (more: better recall, more memory, slower build).
+        hnsw_ef_search: candidates an HNSW search keeps (more: better recall, slower queries).
+        ivf_nprobe: inverted lists an IVF-PQ search visits.
+        ivf_rescore: an IVF-PQ search re-scores `ivf_rescore * k` candidates with the full vectors.
+        faiss_threads: OpenMP threads FAISS uses (process-wide). One query at a time gains nothing from
+            more, and on a busy machine two threads made a 20,000-vector search 20x slower (README).
         dense_weight: weight of the dense score in the hybrid fusion; BM25 gets the rest.
         candidates: passages fetched from each retriever before fusion.
         answer_passages: fused passages whose sentences the answer composer considers.
@@ -49,7 +59,14 @@ class Settings:
     chunk_sentences: int = 4
     chunk_overlap: int = 1
     chunk_tokens: int = 200
-    index_type: IndexType = "flat"
+    index_type: IndexType = "auto"
+    approximate_above: int = 100_000
+    approximate_index: Literal["hnsw", "ivfpq"] = "ivfpq"
+    hnsw_m: int = 32
+    hnsw_ef_search: int = 256
+    ivf_nprobe: int = 48
+    ivf_rescore: int = 10
+    faiss_threads: int = 1
     dense_weight: float = 0.6
     candidates: int = 30
     answer_passages: int = 5
@@ -68,8 +85,10 @@ class Settings:
                 f"chunk_overlap must be in [0, chunk_sentences={self.chunk_sentences}), "
                 f"got {self.chunk_overlap}"
             )
-        if self.index_type not in ("flat", "hnsw"):
-            raise ValueError(f"index_type must be 'flat' or 'hnsw', got {self.index_type!r}")
+        if self.index_type not in INDEX_TYPES:
+            raise ValueError(f"index_type must be one of {', '.join(INDEX_TYPES)}, got {self.index_type!r}")
+        if self.approximate_index not in ("hnsw", "ivfpq"):
+            raise ValueError(f"approximate_index must be 'hnsw' or 'ivfpq', got {self.approximate_index!r}")
         for name in ("query_threads", "index_threads"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")

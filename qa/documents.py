@@ -42,11 +42,15 @@ class Document:
         doc_id: stable identifier, unique within an index.
         text: the full text; every `start`/`end` offset in the project indexes it.
         title: a human-readable name shown next to citations.
+        path: the file it was read from, absolute, if any.
+        modified: the file's modification time (seconds since the epoch) when it was read.
     """
 
     doc_id: str
     text: str
     title: str = ""
+    path: str | None = None
+    modified: float | None = None
     fingerprint: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -69,7 +73,15 @@ class Document:
         """Read a .txt, .md, .html or .pdf file; raise `DocumentError` naming the file and reason."""
         path = Path(path)
         text, found_title = read_text(path)
-        return cls(doc_id=doc_id or slugify(path.stem), text=text, title=title or found_title or path.stem)
+        return cls(doc_id=doc_id or slugify(path.stem), text=text, title=title or found_title or path.stem,
+                   path=str(path.resolve()), modified=_modified(path))
+
+
+def _modified(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 def bundled_article() -> Document:

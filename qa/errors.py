@@ -32,5 +32,9 @@ class StaleIndexError(QAError, ValueError):
     """The index was built with another model, other settings or other documents."""
 
 
+class IndexLockedError(QAError, OSError):
+    """Another process is writing the index."""
+
+
 class ModelUnavailableError(QAError, OSError):
     """The embedding model cannot be loaded offline."""

@@ -11,7 +11,11 @@ document (a quarter each). The fused score is
 Measured on SQuAD (README, "Quality"): sentence-level dense beats whole-chunk
 dense, and the three BM25 granularities together beat chunk BM25 alone.
 
-`Retriever` owns the corpus, its vectors and its persistence.
+`Retriever` owns the corpus (`qa.corpus`), its vectors and BM25 indexes,
+their persistence (`qa.index`), and changes to the corpus: `add` embeds only
+new or changed documents, `remove` drops documents, both without touching
+the vectors of the others. A `where` filter limits any search to documents
+by id or path prefix.
 """
 
 from __future__ import annotations
@@ -27,17 +31,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .chunking import Chunk, Sentence, chunk_document, split_sentences
 from .config import QueryBackend, Settings
+from .corpus import Corpus
 from .documents import Document, bundled_article
 from .embedding import Embedder, Progress, cache_dir
 from .errors import CorruptIndexError, IndexNotFoundError, InvalidQuestionError, QAError, StaleIndexError
 from .index import VectorIndex, load_index, read_manifest, save_index
-from .lexical import BM25, TermWeights, terms
+from .lexical import LexicalIndex
 
 log = logging.getLogger(__name__)
 
 _CHUNKING_FIELDS = ("model", "chunk_sentences", "chunk_overlap", "chunk_tokens", "index_type")
+_BUILD_FIELDS = (*_CHUNKING_FIELDS, "approximate_above", "approximate_index", "hnsw_m")
+
+Where = str | Sequence[str] | None
+"""A search filter: document ids or path prefixes (see `Retriever.allowed`); None searches everything."""
 
 
 @dataclass(frozen=True)
@@ -63,52 +71,43 @@ class Passage:
 
 
 class Retriever:
-    """Hybrid dense + BM25 search over chunked documents, with save/load."""
+    """Hybrid dense + BM25 search over chunked documents, with save/load and incremental changes.
 
-    def __init__(
-        self,
-        documents: Sequence[Document],
-        sentences: Sequence[Sequence[Sentence]],
-        chunks: Sequence[Sequence[Chunk]],
-        vectors: VectorIndex,
-        embedder: Embedder,
-        settings: Settings,
-        *,
-        sources: dict[str, str] | None = None,
-    ) -> None:
-        if len({d.doc_id for d in documents}) != len(documents):
-            raise QAError("documents must have distinct doc_id values")
-        self.documents = list(documents)
+    The answer step reads, per sentence: `sentences`, `chunk_sentences`,
+    `sentence_chunk`, `sentence_terms`, `term_weights`, `sentence_vectors`
+    (or `vectors_of`), `sentence_ids(doc_id)`, `document(doc_id)`,
+    `passage(...)` and `rank(...)`. Sentences and chunks are made on demand
+    from the corpus arrays; `sentence_vectors` is a read-only view of the
+    FAISS index's own storage (memory-mapped when loaded), not a copy.
+    A retriever is never changed after it is made: `add`, `remove`, `extend`
+    and `subset` return a new one, so threads sharing one keep a consistent view.
+    """
+
+    def __init__(self, corpus: Corpus, vectors: VectorIndex, embedder: Embedder, settings: Settings, *,
+                 lexical: LexicalIndex | None = None) -> None:
+        if len(vectors) != len(corpus.spans):
+            raise CorruptIndexError(f"{len(vectors)} vectors for {len(corpus.spans)} sentences")
+        self.corpus = corpus
         self.settings = settings
         self.embedder = embedder
         self.vectors = vectors
-        self.sources = dict(sources or {})
-        self._by_id = {d.doc_id: d for d in self.documents}
-        self._doc_position = {d.doc_id: i for i, d in enumerate(self.documents)}
-        # Flatten per-document lists into global numbering.
-        self.sentences: list[Sentence] = []
-        self.chunks: list[Chunk] = []
-        self.chunk_sentences: list[np.ndarray] = []
-        self._sentence_ranges: list[tuple[int, int]] = []
-        for doc_sentences, doc_chunks in zip(sentences, chunks, strict=True):
-            offset = len(self.sentences)
-            self.sentences.extend(doc_sentences)
-            self._sentence_ranges.append((offset, len(self.sentences)))
-            for chunk in doc_chunks:
-                self.chunks.append(chunk)
-                self.chunk_sentences.append(np.asarray(chunk.sentences, dtype=np.int64) + offset)
-        self.sentence_chunk = np.zeros(len(self.sentences), dtype=np.int64)
-        for position in range(len(self.chunks) - 1, -1, -1):
-            self.sentence_chunk[self.chunk_sentences[position]] = position
-        if len(vectors) != len(self.sentences):
-            raise CorruptIndexError(f"{len(vectors)} vectors for {len(self.sentences)} sentences")
+        vectors.configure(settings)
+        self.documents = corpus.documents
+        self.sentences = corpus.sentences
+        self.chunks = corpus.chunks
+        self.chunk_sentences = corpus.chunk_sentences
+        self.sentence_chunk = corpus.sentence_chunk
+        self.chunk_document = corpus.chunk_doc
+        self.sentence_terms = corpus.sentence_terms
         self.sentence_vectors = vectors.vectors()
-        self.chunk_document = np.asarray([self._doc_position[c.doc_id] for c in self.chunks], dtype=np.int64)
-        self.sentence_terms = terms([s.text for s in self.sentences])
-        self.term_weights = TermWeights(self.sentence_terms)
-        self.bm25 = BM25([c.text for c in self.chunks])
-        self.sentence_bm25 = BM25(tokenized=self.sentence_terms)
-        self.document_bm25 = BM25([d.text for d in self.documents])
+        self.lexical = lexical or LexicalIndex.build(corpus.vocab, corpus.term_ids, corpus.term_offsets,
+                                                     corpus.chunk_spans, corpus.doc_sentences, corpus.term_counts())
+        self.term_weights = self.lexical.weights
+
+    @property
+    def sources(self) -> dict[str, str]:
+        """The file each document was read from, by doc_id (documents without a file are left out)."""
+        return {d.doc_id: d.path for d in self.documents if d.path}
 
     # -- building, loading, saving ------------------------------------------------
 
@@ -123,29 +122,41 @@ class Retriever:
         sources: dict[str, str] | None = None,
         embedder: Embedder | None = None,
     ) -> Retriever:
-        """Chunk, embed and index documents (embeds every sentence once)."""
+        """Chunk, embed and index documents (embeds every sentence once).
+
+        `sources` (doc_id to file path) sets `Document.path` for documents made without it.
+        """
         settings = settings or Settings()
         if model is not None:
             settings = dataclasses.replace(settings, model=model)
-        documents = list(documents)
+        documents = _with_sources(list(documents), sources)
         if not documents:
             raise QAError("no documents to index")
+        _check_distinct(documents)
         embedder = embedder or embedder_for(settings)
         started = time.perf_counter()
-        sentences = [split_sentences(d, max_tokens=settings.chunk_tokens) for d in documents]
-        chunks = [chunk_document(d, s, settings) for d, s in zip(documents, sentences, strict=True)]
-        texts = [s.text for doc_sentences in sentences for s in doc_sentences]
-        vectors = VectorIndex.build(embedder.embed_passages(texts, progress=progress), index_type=settings.index_type)
+        corpus = Corpus.from_documents(documents, settings)
+        vectors = embed_corpus(corpus, embedder, progress=progress)
         log.info("indexed %d documents, %d sentences in %.1fs",
-                 len(documents), len(texts), time.perf_counter() - started)
-        return cls(documents, sentences, chunks, vectors, embedder, settings, sources=sources)
+                 len(documents), len(vectors), time.perf_counter() - started)
+        return cls.from_parts(corpus, [vectors], embedder, settings)
 
     @classmethod
-    def load(cls, path: str | Path, *, model: str | None = None, settings: Settings | None = None) -> Retriever:
+    def from_parts(cls, corpus: Corpus, vectors: Sequence[np.ndarray], embedder: Embedder,
+                   settings: Settings) -> Retriever:
+        """A retriever over a ready corpus and its sentence vectors, given as consecutive parts of shape (n_i, dim)."""
+        index = VectorIndex.build(vectors, index_type=settings.index_type, settings=settings)
+        return cls(corpus, index, embedder, settings)
+
+    @classmethod
+    def load(cls, path: str | Path, *, model: str | None = None, settings: Settings | None = None,
+             check_sources: bool = True) -> Retriever:
         """Load a saved index without re-embedding; raise if it is corrupt, stale or for another model.
 
         Chunking and model settings come from the index; query-time settings
-        (weights, thresholds) from `settings`.
+        (weights, thresholds, search breadth) from `settings`. With
+        `check_sources`, a document whose source file changed since it was
+        indexed makes the index stale (files whose size and time are unchanged are not read).
         """
         stored = load_index(path)
         saved = stored.manifest["settings"]
@@ -154,17 +165,16 @@ class Retriever:
                 f"index at {path} was built with model {saved['model']!r}, not {model!r}; "
                 f"rebuild it with `qa index ... --model {model}`"
             )
-        settings = dataclasses.replace(settings or Settings(), **{f: saved[f] for f in _CHUNKING_FIELDS})
+        settings = dataclasses.replace(settings or Settings(), **{f: saved[f] for f in _BUILD_FIELDS if f in saved})
         embedder = embedder_for(settings)
         if embedder.dim != stored.vectors.dim:
             raise StaleIndexError(
                 f"index at {path} holds {stored.vectors.dim}-dimensional vectors but model "
                 f"{settings.model!r} makes {embedder.dim}-dimensional ones; rebuild the index"
             )
-        sources = {d["doc_id"]: d["source"] for d in stored.manifest["documents"] if d.get("source")}
-        _check_sources(path, stored.documents, sources)
-        return cls(stored.documents, stored.sentences, stored.chunks, stored.vectors, embedder, settings,
-                   sources=sources)
+        if check_sources:
+            _check_sources(path, stored.corpus.documents)
+        return cls(stored.corpus, stored.vectors, embedder, settings, lexical=stored.lexical)
 
     @classmethod
     def default(
@@ -192,91 +202,178 @@ class Retriever:
         return retriever
 
     def save(self, path: str | Path) -> Path:
-        """Persist to a directory atomically (see `qa.index.save_index`)."""
-        return save_index(
-            path,
-            documents=self.documents,
-            sentences=[self.sentences[first:last] for first, last in self._sentence_ranges],
-            chunks=self._chunks_by_document(),
-            vectors=self.vectors,
-            settings=self.settings,
-            sources=self.sources,
-        )
+        """Persist to a directory atomically, under the writer lock (see `qa.index.save_index`)."""
+        return save_index(path, corpus=self.corpus, vectors=self.vectors, lexical=self.lexical,
+                          settings=self.settings)
 
     # -- changing the corpus --------------------------------------------------------
 
+    def add(self, documents: Iterable[Document], *, progress: bool | Progress = False) -> Retriever:
+        """A new retriever with these documents added or, where the doc_id is known, replaced.
+
+        Only documents that are new or whose text changed (by fingerprint)
+        are embedded; a known document with the same text only takes the new
+        title, path and time. Changed documents move to the end of the corpus.
+        """
+        documents = list(documents)
+        _check_distinct(documents)
+        changed = self.changed(documents)
+        ids = {d.doc_id for d in changed}
+        retriever = self.with_documents([d for d in documents if d.doc_id not in ids])
+        if not changed:
+            return retriever
+        part = Corpus.from_documents(changed, self.settings)
+        return retriever.add_parts(part, [embed_corpus(part, self.embedder, progress=progress)])
+
+    def changed(self, documents: Iterable[Document]) -> list[Document]:
+        """Those of `documents` that are not indexed yet or whose text differs from the indexed one."""
+        positions = self.corpus.positions
+        return [d for d in documents
+                if d.doc_id not in positions or self.documents[positions[d.doc_id]].fingerprint != d.fingerprint]
+
+    def with_documents(self, documents: Iterable[Document]) -> Retriever:
+        """A new retriever in which these indexed documents, same text, carry new titles, paths or times."""
+        update = {d.doc_id: d for d in documents}
+        if not update:
+            return self
+        for doc_id, document in update.items():
+            if document.fingerprint != self.document(doc_id).fingerprint:
+                raise QAError(f"document {doc_id!r} has other text; add it instead")
+        if all(self.document(doc_id) == document for doc_id, document in update.items()):
+            return self
+        corpus = dataclasses.replace(self.corpus, documents=[update.get(d.doc_id, d) for d in self.documents])
+        return Retriever(corpus, self.vectors, self.embedder, self.settings, lexical=self.lexical)
+
+    def add_parts(self, corpus: Corpus, vectors: Sequence[np.ndarray]) -> Retriever:
+        """A new retriever with a ready part added: its documents, already split and embedded
+        (`vectors`: consecutive parts of shape (n_i, dim)), replace indexed ones with the same doc_id."""
+        replaced = set(corpus.positions)
+        keep = np.asarray([d.doc_id not in replaced for d in self.documents])
+        kept = self.corpus.select(keep) if not keep.all() else self.corpus
+        return Retriever.from_parts(Corpus.concat([kept, corpus]), [*self._vector_runs(keep), *vectors],
+                                    self.embedder, self.settings)
+
+    def remove(self, doc_ids: Iterable[str]) -> Retriever:
+        """A new retriever without these documents (nothing is embedded)."""
+        unwanted = set([doc_ids] if isinstance(doc_ids, str) else doc_ids)
+        unknown = unwanted - set(self.corpus.positions)
+        if unknown:
+            raise QAError(f"unknown documents: {', '.join(sorted(unknown))}")
+        keep = np.asarray([d.doc_id not in unwanted for d in self.documents])
+        if not keep.any():
+            raise QAError("removing every document would leave an empty index")
+        if keep.all():
+            return self
+        return Retriever.from_parts(self.corpus.select(keep), self._vector_runs(keep), self.embedder, self.settings)
+
     def extend(self, documents: Iterable[Document], *, progress: bool | Progress = False) -> Retriever:
         """A new retriever over these documents plus the new ones; only the new ones are embedded."""
-        added = Retriever.build(documents, settings=self.settings, progress=progress, embedder=self.embedder)
-        clash = {d.doc_id for d in added.documents} & set(self._by_id)
+        documents = list(documents)
+        clash = {d.doc_id for d in documents} & set(self.corpus.positions)
         if clash:
             raise QAError(f"documents already indexed: {', '.join(sorted(clash))}")
-        return self._combine([self, added])
+        if not documents:
+            raise QAError("no documents to index")
+        return self.add(documents, progress=progress)
 
     def subset(self, doc_ids: Iterable[str]) -> Retriever:
         """A new retriever over only the named documents (no re-embedding)."""
         wanted = set(doc_ids)
-        unknown = wanted - set(self._by_id)
+        unknown = wanted - set(self.corpus.positions)
         if unknown:
             raise QAError(f"unknown documents: {', '.join(sorted(unknown))}")
         if not wanted:
             raise QAError("choose at least one document")
-        keep = [d.doc_id in wanted for d in self.documents]
-        return self._combine([self], keep=keep)
+        return self.remove(d.doc_id for d in self.documents if d.doc_id not in wanted)
 
-    def _combine(self, parts: list[Retriever], keep: list[bool] | None = None) -> Retriever:
-        documents, sentences, chunks, vectors = [], [], [], []
-        flags = iter(keep) if keep is not None else None
-        for part in parts:
-            for document, (first, last), doc_chunks in zip(part.documents, part._sentence_ranges,
-                                                             part._chunks_by_document(), strict=True):
-                if flags is not None and not next(flags):
-                    continue
-                documents.append(document)
-                sentences.append(part.sentences[first:last])
-                chunks.append(doc_chunks)
-                vectors.append(part.sentence_vectors[first:last])
-        index = VectorIndex.build(np.concatenate(vectors), index_type=self.settings.index_type)
-        sources = {k: v for part in parts for k, v in part.sources.items() if k in {d.doc_id for d in documents}}
-        return Retriever(documents, sentences, chunks, index, self.embedder, self.settings, sources=sources)
+    def _vector_runs(self, keep: np.ndarray) -> list[np.ndarray]:
+        """Views of the stored vectors of the kept documents, one per run of consecutive kept documents."""
+        bounds = self.corpus.doc_sentences
+        runs, first = [], None
+        for position, kept in enumerate([*keep.tolist(), False]):
+            if kept and first is None:
+                first = position
+            elif not kept and first is not None:
+                runs.append(self.sentence_vectors[bounds[first]:bounds[position]])
+                first = None
+        return runs
 
     # -- searching -----------------------------------------------------------------
 
     def document(self, doc_id: str) -> Document:
-        return self._by_id[doc_id]
+        return self.documents[self.corpus.positions[doc_id]]
 
     def sentence_ids(self, doc_id: str) -> range:
         """Positions of a document's sentences in `self.sentences`."""
-        first, last = self._sentence_ranges[self._doc_position[doc_id]]
-        return range(first, last)
+        position = self.corpus.positions[doc_id]
+        return range(int(self.corpus.doc_sentences[position]), int(self.corpus.doc_sentences[position + 1]))
+
+    def vectors_of(self, sentence_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The stored vectors of these sentences, shape (len(sentence_ids), dim), float32 (a small copy)."""
+        return self.sentence_vectors[np.asarray(sentence_ids, dtype=np.int64)]
+
+    def allowed(self, where: Where) -> np.ndarray | None:
+        """Which documents a filter keeps, shape (n_docs,) bool; None for no filter.
+
+        Each entry of `where` keeps the document with that doc_id, documents
+        whose doc_id starts with it followed by "/", and documents whose file
+        is it or lies under it (a relative path counts from the current
+        directory). An entry that keeps nothing is an error.
+        """
+        if where is None:
+            return None
+        entries = [where] if isinstance(where, str) else list(where)
+        keep = np.zeros(len(self.documents), dtype=bool)
+        for entry in entries:
+            if not isinstance(entry, str) or not entry.strip():
+                raise QAError(f"a document filter must be a doc_id or a path prefix, got {entry!r}")
+            prefix = os.path.abspath(os.path.expanduser(entry))
+            found = False
+            for position, document in enumerate(self.documents):
+                if (document.doc_id == entry or document.doc_id.startswith(entry.rstrip("/") + "/")
+                        or (document.path and (document.path == prefix
+                                               or document.path.startswith(prefix.rstrip(os.sep) + os.sep)))):
+                    keep[position] = found = True
+            if not found:
+                raise QAError(f"no document has the id {entry!r} or lies under the path {prefix!r}; "
+                              "`qa info DIR` lists the documents")
+        return keep
 
     def passage(self, chunk: int, *, score: float = 0.0, dense: float = 0.0, lexical: float = 0.0) -> Passage:
         """The chunk at position `chunk` as a `Passage` with the given scores."""
         found = self.chunks[chunk]
-        return Passage(found.doc_id, self._by_id[found.doc_id].title, found.start, found.end, found.text, score,
-                       dense, lexical, chunk)
+        return Passage(found.doc_id, self.documents[int(self.chunk_document[chunk])].title, found.start, found.end,
+                       found.text, score, dense, lexical, chunk)
 
-    def search(self, query: str, k: int = 5) -> list[Passage]:
-        """The k best chunks for a query, best first."""
+    def search(self, query: str, k: int = 5, *, where: Where = None) -> list[Passage]:
+        """The k best chunks for a query, best first; `where` limits them to some documents (see `allowed`)."""
         query = check_question(query, self.settings)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        return self.rank(query, self.embedder.embed_query(query), k=k)
+        return self.rank(query, self.embedder.embed_query(query), k=k, where=where)
 
-    def rank(self, query: str, query_vector: np.ndarray, *, k: int, dense_weight: float | None = None) -> list[Passage]:
+    def rank(self, query: str, query_vector: np.ndarray, *, k: int, dense_weight: float | None = None,
+             where: Where = None) -> list[Passage]:
         """Fuse dense and lexical scores over the candidates of both; see the module docstring.
 
-        `dense_weight` overrides the setting (1.0: dense only, 0.0: BM25 only), for evaluation.
+        `dense_weight` overrides the setting (1.0: dense only, 0.0: BM25 only), for evaluation;
+        `where` limits the passages to some documents (see `allowed`).
         """
         settings = self.settings
         weight = settings.dense_weight if dense_weight is None else dense_weight
-        by_chunk = _scaled(self.bm25.scores(query))
-        by_sentence = _scaled(self.sentence_bm25.scores(query))
-        by_document = _scaled(self.document_bm25.scores(query))
-        _, sentence_ids = self.vectors.search(query_vector, settings.candidates * 4)
+        by_chunk, by_sentence, by_document = self.lexical.scores(query)
+        documents = self.allowed(where)
+        sentences = None
+        if documents is not None:
+            sentences = documents[self.corpus.sentence_doc]
+            by_chunk = by_chunk * documents[self.chunk_document]
+            by_sentence = by_sentence * sentences
+            by_document = by_document * documents
+        by_chunk, by_sentence, by_document = _scaled(by_chunk), _scaled(by_sentence), _scaled(by_document)
+        _, sentence_ids = self.vectors.search(query_vector, settings.candidates * 4, allowed=sentences)
         candidates = set(self.sentence_chunk[sentence_ids].tolist())
-        candidates.update(np.argsort(-by_chunk)[: settings.candidates].tolist())
-        candidates.update(self.sentence_chunk[np.argsort(-by_sentence)[: settings.candidates]].tolist())
+        candidates.update(_top(by_chunk, settings.candidates).tolist())
+        candidates.update(self.sentence_chunk[_top(by_sentence, settings.candidates)].tolist())
         passages = []
         for position in candidates:
             sentence_ids = self.chunk_sentences[position]
@@ -288,11 +385,33 @@ class Retriever:
         passages.sort(key=lambda p: (-p.score, p.chunk))
         return passages[:k]
 
-    def _chunks_by_document(self) -> list[list[Chunk]]:
-        grouped: dict[str, list[Chunk]] = {d.doc_id: [] for d in self.documents}
-        for chunk in self.chunks:
-            grouped[chunk.doc_id].append(chunk)
-        return [grouped[d.doc_id] for d in self.documents]
+
+def embed_corpus(corpus: Corpus, embedder: Embedder, *, progress: bool | Progress = False) -> np.ndarray:
+    """The vectors of every sentence of a corpus, shape (n_sentences, dim), float32."""
+    return embedder.embed_passages([s.text for s in corpus.sentences], progress=progress)
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the (up to) n highest positive scores, in no particular order."""
+    positive = np.flatnonzero(scores > 0)
+    if len(positive) <= n:
+        return positive
+    return positive[np.argpartition(-scores[positive], n - 1)[:n]]
+
+
+def _check_distinct(documents: Sequence[Document]) -> None:
+    seen: set[str] = set()
+    for document in documents:
+        if document.doc_id in seen:
+            raise QAError(f"documents must have distinct doc_id values: {document.doc_id!r} comes twice")
+        seen.add(document.doc_id)
+
+
+def _with_sources(documents: list[Document], sources: dict[str, str] | None) -> list[Document]:
+    if not sources:
+        return documents
+    return [dataclasses.replace(d, path=sources[d.doc_id]) if d.doc_id in sources and not d.path else d
+            for d in documents]
 
 
 def default_index_dir() -> Path:
@@ -336,13 +455,15 @@ def get_embedder(model: str, query_threads: int | None = None, index_threads: in
     return Embedder(model, query_threads=query_threads, index_threads=index_threads, query_backend=query_backend)
 
 
-def _check_sources(path: str | Path, documents: list[Document], sources: dict[str, str]) -> None:
-    """Refuse an index whose source files changed since it was built."""
+def _check_sources(path: str | Path, documents: list[Document]) -> None:
+    """Refuse an index whose source files changed since it was built (unchanged modification times are trusted)."""
     from .documents import read_text
 
     for document in documents:
-        source = sources.get(document.doc_id)
+        source = document.path
         if not source or not Path(source).is_file():
+            continue
+        if document.modified is not None and os.stat(source).st_mtime == document.modified:
             continue
         try:
             text, _ = read_text(Path(source))

@@ -55,8 +55,12 @@ def small() -> Retriever:
 
 
 def leftovers(directory: Path) -> list[str]:
-    """Hidden temporary entries a save may leave beside the index."""
-    return sorted(p.name for p in directory.iterdir() if p.name.startswith("."))
+    """Hidden temporary entries a save may leave beside the index (its lock file is kept: it is not one)."""
+    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock"))
+
+
+def snapshot(path: Path) -> dict[str, bytes]:
+    return {p.relative_to(path).as_posix(): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 def assert_same_results(left: list, right: list) -> None:
@@ -155,7 +159,11 @@ def test_manifest_records_what_was_saved(tmp_path: Path, small: Retriever) -> No
     assert [d["sha256"] for d in manifest["documents"]] == [d.fingerprint for d in DOCS]
     assert manifest["counts"] == {"documents": 3, "sentences": len(small.sentences), "chunks": len(small.chunks),
                                   "vectors": len(small.sentences)}
-    assert set(manifest["files"]) == {"documents.jsonl", "spans.json", "vectors.faiss"}
+    assert manifest["index"] == "flat"
+    assert {"documents.jsonl", "spans.npy", "vocab.json", "vectors.faiss", "lexical/term_counts.npy",
+            "lexical/sentences/vocab.index.json"} <= set(manifest["files"])
+    assert set(manifest["files"]) == {p.relative_to(tmp_path / "idx").as_posix()
+                                      for p in (tmp_path / "idx").rglob("*") if p.is_file()} - {"manifest.json"}
 
 
 def truncate_vectors(path: Path) -> None:
@@ -176,7 +184,12 @@ def tamper_documents_and_checksum(path: Path) -> None:
 
 
 def delete_spans(path: Path) -> None:
-    (path / "spans.json").unlink()
+    (path / "spans.npy").unlink()
+
+
+def truncate_bm25(path: Path) -> None:
+    file = path / "lexical" / "chunks" / "data.csc.index.npy"
+    file.write_bytes(file.read_bytes()[:40])
 
 
 def garbage_manifest(path: Path) -> None:
@@ -212,10 +225,14 @@ def manifest_vectors_not_a_number(path: Path) -> None:
 
 
 def spans_for_fewer_documents(path: Path) -> None:
-    spans = json.loads((path / "spans.json").read_text(encoding="utf-8"))
-    spans["chunks"].pop()
-    (path / "spans.json").write_text(json.dumps(spans), encoding="utf-8")
-    edit_manifest(path, lambda m: m["files"].update({"spans.json": qa.index._sha256(path / "spans.json")}))
+    offsets = np.load(path / "doc_sentences.npy")
+    np.save(path / "doc_sentences.npy", offsets[:-1])
+    digest = qa.index._sha256(path / "doc_sentences.npy")
+    edit_manifest(path, lambda m: m["files"].update({"doc_sentences.npy": digest}))
+
+
+def old_format(path: Path) -> None:
+    edit_manifest(path, lambda m: m.update(format_version=1))
 
 
 def edit_manifest(path: Path, change: Callable[[dict], object]) -> None:
@@ -230,7 +247,9 @@ def edit_manifest(path: Path, change: Callable[[dict], object]) -> None:
         (truncate_vectors, "vectors.faiss"),
         (tamper_documents, "documents.jsonl"),
         (tamper_documents_and_checksum, "manifest"),
-        (delete_spans, "spans.json"),
+        (delete_spans, "spans.npy"),
+        (truncate_bm25, "data.csc.index.npy"),
+        (old_format, "format 1, this version of qa reads format 2"),
         (garbage_manifest, "manifest.json"),
         (manifest_not_an_object, "format"),
         (manifest_other_format, "format"),
@@ -270,10 +289,8 @@ def test_loading_for_another_model_is_stale(tmp_path: Path, small: Retriever) ->
 
 
 def test_vectors_of_another_dimension_are_stale(tmp_path: Path, small: Retriever) -> None:
-    sentences = [small.sentences[a:b] for a, b in small._sentence_ranges]
-    chunks = small._chunks_by_document()
     odd = VectorIndex.build(unit_vectors(np.random.default_rng(5), len(small.sentences), 8))
-    Retriever(small.documents, sentences, chunks, odd, small.embedder, small.settings).save(tmp_path / "idx")
+    Retriever(small.corpus, odd, small.embedder, small.settings).save(tmp_path / "idx")
     with pytest.raises(StaleIndexError, match="8-dimensional"):
         Retriever.load(tmp_path / "idx")
 
@@ -311,7 +328,7 @@ def test_failed_write_leaves_the_old_index(
     tmp_path: Path, small: Retriever, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = small.save(tmp_path / "idx")
-    before = {p.name: p.read_bytes() for p in path.iterdir()}
+    before = snapshot(path)
     other = Retriever.build([Document("solo", "Misrata is a port city. It has a steel works.")])
 
     def broken_write(*args: object, **kwargs: object) -> None:
@@ -320,7 +337,7 @@ def test_failed_write_leaves_the_old_index(
     monkeypatch.setattr(qa.index.faiss, "write_index", broken_write)
     with pytest.raises(RuntimeError, match="simulated"):
         other.save(path)
-    assert {p.name: p.read_bytes() for p in path.iterdir()} == before
+    assert snapshot(path) == before
     assert [d.doc_id for d in Retriever.load(path).documents] == ["ports", "desert", "history"]
     assert leftovers(tmp_path) == []
 
@@ -372,12 +389,12 @@ def test_default_builds_once_then_loads(tmp_path: Path, spy_embed_passages: list
     index_dir = tmp_path / "default"
     first = Retriever.default(index_dir=index_dir)
     assert spy_embed_passages, "the first call builds"
-    stamps = {p.name: p.stat().st_mtime_ns for p in index_dir.iterdir()}
+    stamps = {p.name: p.stat().st_mtime_ns for p in index_dir.rglob("*")}
     spy_embed_passages.clear()
 
     second = Retriever.default(index_dir=index_dir)
     assert spy_embed_passages == [], "the second call loads the saved index"
-    assert {p.name: p.stat().st_mtime_ns for p in index_dir.iterdir()} == stamps
+    assert {p.name: p.stat().st_mtime_ns for p in index_dir.rglob("*")} == stamps
     assert second.sentences == first.sentences
     question = "What did CNN report about troop numbers?"
     assert_same_results(second.search(question), first.search(question))
