@@ -41,10 +41,17 @@ class Settings:
             more, and on a busy machine two threads made a 20,000-vector search 20x slower (README).
         dense_weight: weight of the dense score in the hybrid fusion; BM25 gets the rest.
         candidates: passages fetched from each retriever before fusion.
-        answer_passages: fused passages whose sentences the answer composer considers.
+        answer_passages: fused passages whose sentences the answer ranker considers.
+        answer_candidates: most sentences of retrieved passages the answer ranker considers per question.
+        rerank_sentences: how many of those, shortlisted by retrieval evidence, its cross-encoder reads (its cost
+            grows with each; sentences the conversation or the document's edges put forward are read too).
+        document_edges: sentences at the start and at the end of the best document that are always read
+            (titles, sources, bylines and author notes live there); (0, 0) for none.
         max_citations: most sentences an answer cites.
-        min_answer_score: least support (similarity and shared terms) a sentence needs to be cited;
-            when no sentence has it, the assistant says the document does not answer.
+        cite_confidence: further sentences are cited while the ranker's chance that none of the cited
+            ones answers is above 1 - this.
+        min_answerable: the assistant refuses when the ranker's probability that the document answers
+            is below this; None takes the threshold calibrated with the model (`qa train`).
         max_question_chars: longer questions are rejected with a clear error.
         query_threads: torch CPU threads for embedding one query (default 1, or $QA_QUERY_THREADS,
             or $QA_THREADS); more threads collapse when other processes share the cores (`qa.threads`).
@@ -70,8 +77,12 @@ class Settings:
     dense_weight: float = 0.6
     candidates: int = 30
     answer_passages: int = 5
+    answer_candidates: int = 16
+    rerank_sentences: int = 6
+    document_edges: tuple[int, int] = (1, 1)
     max_citations: int = 3
-    min_answer_score: float = 0.35
+    cite_confidence: float = 0.9
+    min_answerable: float | None = None
     max_question_chars: int = 1000
     query_threads: int = field(default_factory=lambda: env_threads("QA_QUERY_THREADS", DEFAULT_QUERY_THREADS))
     index_threads: int = field(default_factory=lambda: env_threads("QA_INDEX_THREADS", DEFAULT_INDEX_THREADS))
@@ -96,3 +107,9 @@ class Settings:
             raise ValueError(f"query_backend must be 'onnx' or 'torch', got {self.query_backend!r}")
         if not 0.0 <= self.dense_weight <= 1.0:
             raise ValueError(f"dense_weight must be in [0, 1], got {self.dense_weight}")
+        if not 0.0 <= self.cite_confidence <= 1.0:
+            raise ValueError(f"cite_confidence must be in [0, 1], got {self.cite_confidence}")
+        if self.min_answerable is not None and not 0.0 <= self.min_answerable <= 1.0:
+            raise ValueError(f"min_answerable must be in [0, 1] or None, got {self.min_answerable}")
+        if self.answer_candidates < 1 or self.max_citations < 1:
+            raise ValueError("answer_candidates and max_citations must be >= 1")

@@ -23,10 +23,13 @@ from .config import Settings
 from .documents import Document
 from .errors import QAError
 
-DEFAULT_SQUAD = Path("..") / "shared" / "eval" / "squad-v2.0-dev-part-a.json"
+SHARED_EVAL = Path("..") / "shared" / "eval"
+DEFAULT_SQUAD = SHARED_EVAL / "squad-v2.0-dev-part-a.json"
+DEFAULT_SQUAD_FILES = (SHARED_EVAL / "squad-v1.1-dev-train.json", DEFAULT_SQUAD)
 DEFAULT_ARTICLE = Path("..") / "shared" / "eval" / "article_dev.json"
 RETRIEVERS = {"BM25 only": 0.0, "dense only": 1.0}
-REFUSAL_THRESHOLDS = (0.25, 0.30, 0.35, 0.40, 0.45, 0.50)
+REFUSAL_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
+SPLITS = ("all", "held-out", "validation", "training")
 
 
 # -- metrics (pure functions) ------------------------------------------------------
@@ -75,30 +78,49 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 @dataclass(frozen=True)
 class SquadQuestion:
+    """A SQuAD question: its paragraph (`doc_id`), gold answers, and article title."""
+
     question: str
     doc_id: str
     answers: tuple[str, ...]
     impossible: bool
-    article: int
+    article: str
 
 
-def load_squad(path: str | Path, *, articles: slice = slice(None)) -> tuple[list[Document], list[SquadQuestion]]:
-    """Paragraphs as documents and their questions from a SQuAD 2.0 JSON file."""
-    data = _read_json(path, "SQuAD 2.0 JSON (data[].paragraphs[].context/qas)")
-    documents, questions = [], []
-    try:
-        for article_number, article in list(enumerate(data["data"]))[articles]:
-            title = article["title"].replace("_", " ")
-            for number, paragraph in enumerate(article["paragraphs"]):
-                doc_id = f"{article['title']}-{number}"
-                documents.append(Document(doc_id=doc_id, text=paragraph["context"], title=title))
-                for qa in paragraph["qas"]:
-                    answers = tuple(a["text"] for a in qa.get("answers", []))
-                    questions.append(SquadQuestion(qa["question"], doc_id, answers,
-                                                   bool(qa.get("is_impossible")), article_number))
-    except (KeyError, TypeError) as exc:
-        raise QAError(f"{path} is not SQuAD 2.0 JSON: missing {exc}") from exc
-    return documents, questions
+def load_squad(paths: str | Path | Sequence[str | Path], *, articles: slice = slice(None)
+               ) -> tuple[list[Document], list[SquadQuestion]]:
+    """Paragraphs as documents and their questions from one or more SQuAD JSON files (v1.1 or 2.0).
+
+    The files form one corpus: a paragraph found in several files is one
+    document, and a question asked of it in several files is one question.
+    `articles` slices the articles, in the order they first appear.
+    """
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    documents: dict[str, Document] = {}
+    questions: dict[tuple[str, str], SquadQuestion] = {}
+    titles: list[str] = []
+    for path in paths:
+        data = _read_json(path, "SQuAD JSON (data[].paragraphs[].context/qas)")
+        try:
+            for article in data["data"]:
+                if article["title"] not in titles:
+                    titles.append(article["title"])
+                for number, paragraph in enumerate(article["paragraphs"]):
+                    context = paragraph["context"]
+                    if context not in documents:
+                        documents[context] = Document(doc_id=f"{article['title']}-{number}", text=context,
+                                                      title=article["title"].replace("_", " "))
+                    doc_id = documents[context].doc_id
+                    for qa in paragraph["qas"]:
+                        answers = tuple(a["text"] for a in qa.get("answers", []))
+                        questions.setdefault((qa["question"], doc_id), SquadQuestion(
+                            qa["question"], doc_id, answers, bool(qa.get("is_impossible")), article["title"]))
+        except (KeyError, TypeError) as exc:
+            raise QAError(f"{path} is not SQuAD JSON: missing {exc}") from exc
+    kept = set(titles[articles])
+    article_of = {d.doc_id: d.doc_id.rsplit("-", 1)[0] for d in documents.values()}
+    return ([d for d in documents.values() if article_of[d.doc_id] in kept],
+            [q for q in questions.values() if q.article in kept])
 
 
 def _read_json(path: str | Path, what: str) -> Any:
@@ -115,23 +137,31 @@ def _read_json(path: str | Path, what: str) -> Any:
 # -- SQuAD -----------------------------------------------------------------------
 
 
-def evaluate_squad(path: str | Path, *, limit: int | None = None, settings: Settings | None = None,
-                   articles: slice = slice(None), out: Any = None) -> dict[str, Any]:
-    """Run the SQuAD evaluation and print Markdown tables; returns the figures."""
+def evaluate_squad(paths: str | Path | Sequence[str | Path], *, limit: int | None = None,
+                   settings: Settings | None = None, articles: slice = slice(None), split: str = "all",
+                   out: Any = None) -> dict[str, Any]:
+    """Run the SQuAD evaluation and print Markdown tables; returns the figures.
+
+    Every paragraph of the files is one document of the corpus; `split` keeps
+    the questions of the articles `qa train` held out, validated or trained on.
+    """
     from .answer import Assistant
-    from .retrieval import Retriever
+    from .retrieval import Retriever, embedder_for
 
     settings = settings or Settings()
     out = out or sys.stdout
-    documents, questions = load_squad(path, articles=articles)
+    documents, questions = load_squad(paths, articles=articles)
+    if split != "all":
+        from .train import TrainConfig, split_articles
+
+        splits = split_articles(questions, TrainConfig())
+        questions = [q for q in questions if splits[q.article] == split]
     answerable = [q for q in questions if not q.impossible]
     impossible = [q for q in questions if q.impossible]
     if limit is not None:
         answerable, impossible = answerable[:limit], impossible[:limit]
 
-    from .retrieval import get_embedder
-
-    get_embedder(settings.model).embed_passages(["warm up"] * 8)  # time the build, not the model's first call
+    embedder_for(settings).embed_passages(["warm up"] * 8)  # time the build, not the model's first call
     started = time.perf_counter()
     retriever = Retriever.build(documents, settings=settings)
     build_seconds = time.perf_counter() - started
@@ -158,18 +188,21 @@ def evaluate_squad(path: str | Path, *, limit: int | None = None, settings: Sett
 
     assistant = Assistant(retriever)
     retriever.embedder._cache.clear()
+    threshold = settings.min_answerable if settings.min_answerable is not None else assistant.ranker.min_answerable
     first = any3 = 0
     latencies = []
     first_lengths: list[tuple[int, int]] = []  # citation [1]: characters, sentences
-    top_scores_answerable = []
+    citation_counts = []
+    confidence_answerable = []
     for q in answerable:
         started = time.perf_counter()
         answer = assistant.ask(q.question)
         latencies.append(time.perf_counter() - started)
-        top_scores_answerable.append(answer.confidence)
+        confidence_answerable.append(answer.confidence)
         cited = [c.text for c in answer.citations]
         if answer.citations:
             first_lengths.append((len(cited[0]), _sentences_in(retriever, answer.citations[0])))
+            citation_counts.append(len(cited))
         first += bool(cited) and contains_any(cited[0], q.answers)
         any3 += any(contains_any(c, q.answers) for c in cited[:3])
     n = max(1, len(answerable))
@@ -177,18 +210,20 @@ def evaluate_squad(path: str | Path, *, limit: int | None = None, settings: Sett
     results["citation@3"] = any3 / n
     results["citation@1 chars"] = sum(c for c, _ in first_lengths) / max(1, len(first_lengths))
     results["citation@1 sentences"] = sum(s for _, s in first_lengths) / max(1, len(first_lengths))
+    results["citations per answer"] = sum(citation_counts) / max(1, len(citation_counts))
     results["ask p50 ms"] = percentile(latencies, 50) * 1000
     results["ask p95 ms"] = percentile(latencies, 95) * 1000
-    top_scores_impossible = [_confidence(assistant, q.question) for q in impossible]
+    confidence_impossible = [_confidence(assistant, q.question) for q in impossible]
     refusal_rows = []
-    for threshold in sorted({*REFUSAL_THRESHOLDS, settings.min_answer_score}):
-        false_refusals = sum(s < threshold for s in top_scores_answerable) / max(1, len(top_scores_answerable))
-        refusals = sum(s < threshold for s in top_scores_impossible) / max(1, len(top_scores_impossible))
-        refusal_rows.append((threshold, refusals, false_refusals))
-    results["false refusals"] = next(f for t, _, f in refusal_rows if t == settings.min_answer_score)
+    for value in sorted({*REFUSAL_THRESHOLDS, threshold}):
+        false_refusals = sum(c < value for c in confidence_answerable) / max(1, len(confidence_answerable))
+        refusals = sum(c < value for c in confidence_impossible) / max(1, len(confidence_impossible))
+        refusal_rows.append((value, refusals, false_refusals))
+    results["false refusals"] = next(f for t, _, f in refusal_rows if t == threshold)
+    results["unanswerable refused"] = next(r for t, r, _ in refusal_rows if t == threshold)
 
-    print(f"SQuAD open retrieval: {len(documents)} paragraphs, {len(answerable)} answerable questions, "
-          f"{len(impossible)} unanswerable; model {settings.model}\n", file=out)
+    print(f"SQuAD open retrieval: {len(documents)} paragraphs as one corpus; {split} questions: "
+          f"{len(answerable)} answerable, {len(impossible)} unanswerable; model {settings.model}\n", file=out)
     print("| retriever | R@1 | R@5 | R@20 | MRR@10 |\n|---|---|---|---|---|", file=out)
     for name, row in retrieval_rows:
         print(f"| {name} | {row['R@1']:.3f} | {row['R@5']:.3f} | {row['R@20']:.3f} | {row['MRR@10']:.3f} |", file=out)
@@ -197,15 +232,19 @@ def evaluate_squad(path: str | Path, *, limit: int | None = None, settings: Sett
     print(f"| one of citations [1]-[3] contains a gold answer | {results['citation@3']:.1%} |", file=out)
     print(f"| citation [1] length, mean | {results['citation@1 chars']:.0f} characters, "
           f"{results['citation@1 sentences']:.2f} sentences |", file=out)
+    print(f"| citations per answer, mean | {results['citations per answer']:.2f} |", file=out)
+    print(f"| false refusals (answerable questions refused) | {results['false refusals']:.1%} |", file=out)
+    print(f"| unanswerable questions refused | {results['unanswerable refused']:.1%} |", file=out)
     print(f"| ask latency p50 / p95 | {results['ask p50 ms']:.1f} ms / {results['ask p95 ms']:.1f} ms |", file=out)
     print(f"| index build | {build_seconds:.1f} s, {len(texts) / build_seconds:.0f} sentences/s |", file=out)
     print(f"| raw encode of the same sentences | {raw_seconds:.1f} s, {len(texts) / raw_seconds:.0f} sentences/s |",
           file=out)
     print(f"| build throughput / raw encode throughput | {raw_seconds / build_seconds:.2f} |", file=out)
-    print("\n| refusal threshold | refused unanswerable | false refusals on answerable |\n|---|---|---|", file=out)
-    for threshold, refusals, false_refusals in refusal_rows:
-        mark = " (default)" if threshold == settings.min_answer_score else ""
-        print(f"| {threshold:.2f}{mark} | {refusals:.1%} | {false_refusals:.1%} |", file=out)
+    print("\n| refuse below P(answerable) | refused unanswerable | false refusals on answerable |\n|---|---|---|",
+          file=out)
+    for value, refusals, false_refusals in refusal_rows:
+        mark = " (the model's threshold)" if value == threshold else ""
+        print(f"| {value:.3f}{mark} | {refusals:.1%} | {false_refusals:.1%} |", file=out)
     results["build sentences/s"] = len(texts) / build_seconds
     results["raw sentences/s"] = len(texts) / raw_seconds
     return results
@@ -282,10 +321,13 @@ def add_eval_commands(commands: Any) -> None:
     """Register `qa eval squad` and `qa eval article` on the CLI's subparsers."""
     evaluate = commands.add_parser("eval", help="measure quality on evaluation data")
     which = evaluate.add_subparsers(dest="dataset", required=True)
-    squad = which.add_parser("squad", help="open retrieval over a SQuAD 2.0 file")
-    squad.add_argument("path", nargs="?", default=str(DEFAULT_SQUAD))
+    squad = which.add_parser("squad", help="open retrieval over SQuAD files as one corpus")
+    squad.add_argument("paths", nargs="*", default=[str(f) for f in DEFAULT_SQUAD_FILES],
+                       help="SQuAD JSON files (default: the shared v1.1 and 2.0 files)")
     squad.add_argument("--limit", type=int, help="at most N answerable and N unanswerable questions")
     squad.add_argument("--articles", help="articles to use, as a Python slice: '0:5' or '5:'")
+    squad.add_argument("--split", choices=SPLITS, default="all",
+                       help="questions of the articles `qa train` held out, validated or trained on")
     squad.set_defaults(run=_run_squad)
     article = which.add_parser("article", help="the bundled article's development set")
     article.add_argument("path", nargs="?", default=str(DEFAULT_ARTICLE))
@@ -297,7 +339,7 @@ def _run_squad(args: argparse.Namespace) -> int:
     if args.articles:
         start, _, stop = args.articles.partition(":")
         articles = slice(int(start) if start else None, int(stop) if stop else None)
-    evaluate_squad(args.path, limit=args.limit, articles=articles)
+    evaluate_squad(args.paths, limit=args.limit, articles=articles, split=args.split)
     return 0
 
 

@@ -1,0 +1,292 @@
+"""Answer ranking: how likely each candidate sentence answers the question, learned from public data.
+
+Three learned stages, all made by `qa train` (`qa/train.py`) from SQuAD and
+shipped in `qa/models/answer-ranker/`:
+
+1. A logistic regression over retrieval evidence shortlists the few
+   sentences worth reading closely (the cross-encoder's cost grows with each).
+   Sentences that the conversation or the document's edges put forward are
+   always read.
+2. A cross-encoder reads the question (in a conversation, followed by the
+   previous question) together with one candidate sentence and its
+   document's title, and gives a relevance score. It is the bundled
+   all-MiniLM-L6-v2, fine-tuned to rank answering sentences first, exported
+   to ONNX with int8 weights, so answering needs neither torch nor a download.
+3. A logistic layer turns that score, retrieval evidence (meaning, shared
+   terms, the passage's rank) and the conversation (was the sentence cited
+   in the last answer, does it follow a cited one) into the probability that
+   the sentence answers. A second logistic layer gives the probability that
+   the document answers at all. Both are fitted on validation articles that
+   the cross-encoder never saw, which is what calibrates them.
+
+The manifest records the training files and their sha256, the seed, the
+validation figures, the decision thresholds and the licence; loading checks
+the model file against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelUnavailableError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RANKER = Path(__file__).resolve().parent / "models" / "answer-ranker"
+MANIFEST = "manifest.json"
+MODEL_FILE = "ranker.onnx"
+FORMAT_VERSION = 1
+
+# What the logistic layers see, in order; `qa train` fits one weight per name.
+FIRST_STAGE_FEATURES = ("dense", "overlap", "overlap_with_previous", "passage")
+SENTENCE_FEATURES = ("relevance", "relevance_gap", "dense", "overlap", "overlap_with_previous", "passage",
+                     "cited_before", "follows_cited")
+QUESTION_FEATURES = ("best_relevance", "best_probability", "second_gap", "best_dense", "best_overlap")
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What the retriever and the conversation say about one candidate sentence (each about 0..1).
+
+    Attributes:
+        dense: cosine similarity of the sentence and the question embeddings.
+        overlap: IDF-weighted share of the question's terms in the sentence.
+        overlap_with_previous: the same over the sentence and the one before it.
+        passage: score of the best retrieved passage holding the sentence, relative to the best passage (0 if none).
+        cited_before: 1 if the previous answer cited the sentence.
+        follows_cited: 1 if the sentence comes right after one the previous answer cited.
+        edge: 1 if the sentence is a candidate for being at the start or end of its document.
+    """
+
+    dense: float
+    overlap: float
+    overlap_with_previous: float
+    passage: float
+    cited_before: float = 0.0
+    follows_cited: float = 0.0
+    edge: float = 0.0
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The ranker's verdict over a question's candidates.
+
+    Attributes:
+        read: shape (n,), int; which of the given candidates the cross-encoder read (the shortlist).
+        probabilities: shape (n,), float; the probability that each of those answers.
+        answerable: the probability that one of the candidates answers the question.
+        relevance: shape (n,), float; the cross-encoder's raw scores of those.
+    """
+
+    read: np.ndarray
+    probabilities: np.ndarray
+    answerable: float
+    relevance: np.ndarray
+
+
+class AnswerRanker:
+    """The shipped cross-encoder and calibration layers (see the module docstring)."""
+
+    def __init__(self, path: str | Path = DEFAULT_RANKER, *, threads: int = 1, relevance_only: bool = False) -> None:
+        """Load the model at `path`; `relevance_only` accepts one not yet calibrated (while training)."""
+        path = Path(path)
+        self.path = path
+        self.manifest = read_manifest(path)
+        model_file = path / MODEL_FILE
+        expected = self.manifest["files"][MODEL_FILE]
+        if sha256(model_file) != expected:
+            raise ModelUnavailableError(
+                f"answer ranker at {path}: {MODEL_FILE} does not match the sha256 in {MANIFEST}; "
+                "reinstall qa or regenerate the model with `qa train`"
+            )
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        from .embedding import resolve_model
+
+        self.max_length = int(self.manifest["max_length"])
+        self.tokenizer = Tokenizer.from_file(str(Path(resolve_model(self.manifest["tokenizer"])) / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length=self.max_length, strategy="only_second")
+        self.tokenizer.enable_padding()
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        self.session = onnxruntime.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+        calibration = self.manifest.get("calibration") or {}
+        self._first = _Logistic.from_json(self.manifest["first_stage"], FIRST_STAGE_FEATURES)
+        if calibration:
+            self._sentence = _Logistic.from_json(calibration["sentence"], SENTENCE_FEATURES)
+            self._question = _Logistic.from_json(calibration["question"], QUESTION_FEATURES)
+            self.min_answerable = float(calibration["min_answerable"])
+        elif not relevance_only:
+            raise ModelUnavailableError(f"answer ranker at {path} is not calibrated; regenerate it with `qa train`")
+
+    def relevance(self, question: str, texts: Sequence[str], titles: Sequence[str]) -> np.ndarray:
+        """Cross-encoder scores of (question, sentence) pairs; shape (len(texts),), float32."""
+        return self.relevance_of_pairs(question, [pair_text(t, title) for t, title in zip(texts, titles, strict=True)])
+
+    def relevance_of_pairs(self, question: str, pair_texts: Sequence[str]) -> np.ndarray:
+        """Cross-encoder scores of `question` against ready sentence sides (see `pair_text`)."""
+        if not pair_texts:
+            return np.zeros(0, dtype=np.float32)
+        encoded = self.tokenizer.encode_batch([(question, text) for text in pair_texts])
+        feed = {
+            "input_ids": np.asarray([e.ids for e in encoded], dtype=np.int64),
+            "attention_mask": np.asarray([e.attention_mask for e in encoded], dtype=np.int64),
+            "token_type_ids": np.asarray([e.type_ids for e in encoded], dtype=np.int64),
+        }
+        return np.asarray(self.session.run(None, feed)[0], dtype=np.float32).reshape(-1)
+
+    def rank(self, question: str, texts: Sequence[str], titles: Sequence[str], evidence: Sequence[Evidence],
+             *, previous_question: str | None = None, size: int = 6) -> Ranking:
+        """Probabilities that the shortlisted candidates answer `question` (asked after `previous_question`)."""
+        read = shortlist(self._first, evidence, size)
+        relevance = self.relevance(ranker_question(question, previous_question), [texts[i] for i in read],
+                                   [titles[i] for i in read])
+        return self.calibrate(read, relevance, [evidence[i] for i in read])
+
+    def calibrate(self, read: np.ndarray, relevance: np.ndarray, evidence: Sequence[Evidence]) -> Ranking:
+        """The logistic layers over given cross-encoder scores (split out for training and tests)."""
+        if len(relevance) == 0:
+            return Ranking(read, np.zeros(0), 0.0, relevance)
+        rows = sentence_features(relevance, evidence)
+        probabilities = self._sentence.probability(rows)
+        answerable = float(self._question.probability(question_features(relevance, probabilities, evidence)[None])[0])
+        return Ranking(read, probabilities, answerable, relevance)
+
+    @staticmethod
+    def cited(probabilities: np.ndarray, limit: int, confidence: float) -> list[int]:
+        """Which candidates to cite, best first: the most probable, then more while the chance
+        that none of those chosen answers is above 1 - `confidence` (at most `limit`)."""
+        chosen: list[int] = []
+        missed = 1.0
+        for i in np.argsort(-probabilities, kind="stable")[:limit].tolist():
+            if chosen and 1.0 - missed >= confidence:
+                break
+            chosen.append(int(i))
+            missed *= 1.0 - float(probabilities[i])
+        return chosen
+
+
+def ranker_question(question: str, previous_question: str | None) -> str:
+    """The question side of a pair: in a conversation, the previous question follows a separator."""
+    return f"{question} [SEP] {previous_question}" if previous_question else question
+
+
+TITLE_WORDS = 8
+
+
+def pair_text(text: str, title: str) -> str:
+    """The sentence side of a pair: the sentence, then the first `TITLE_WORDS` words of its document's title.
+
+    Training titles (SQuAD's) have at most five words; a longer title costs word pieces on every pair
+    and tells the model little more.
+    """
+    return f"{' '.join(text.split())} [SEP] {' '.join(title.split()[:TITLE_WORDS])}"
+
+
+def shortlist(first_stage: _Logistic, evidence: Sequence[Evidence], size: int) -> np.ndarray:
+    """Which candidates the cross-encoder reads, in their given order: the `size` most likely by retrieval
+    evidence (`first_stage`), and every one that the conversation or the document's edges put forward."""
+    always = {i for i, e in enumerate(evidence) if e.cited_before or e.follows_cited or e.edge}
+    rest = [i for i in range(len(evidence)) if i not in always]
+    likely = first_stage.probability(first_stage_features([evidence[i] for i in rest])) if rest else np.zeros(0)
+    best = [rest[i] for i in np.argsort(-likely, kind="stable")[:size]]
+    return np.asarray(sorted([*best, *always]), dtype=np.int64)
+
+
+def first_stage_features(evidence: Sequence[Evidence]) -> np.ndarray:
+    """Rows of `FIRST_STAGE_FEATURES`, shape (n, len(FIRST_STAGE_FEATURES))."""
+    return np.asarray([[e.dense, e.overlap, e.overlap_with_previous, e.passage] for e in evidence],
+                      dtype=np.float64).reshape(len(evidence), len(FIRST_STAGE_FEATURES))
+
+
+def sentence_features(relevance: np.ndarray, evidence: Sequence[Evidence]) -> np.ndarray:
+    """Rows of `SENTENCE_FEATURES`, shape (n, len(SENTENCE_FEATURES))."""
+    best = float(relevance.max()) if len(relevance) else 0.0
+    return np.asarray([
+        [float(r), float(r) - best, e.dense, e.overlap, e.overlap_with_previous, e.passage, e.cited_before,
+         e.follows_cited]
+        for r, e in zip(relevance, evidence, strict=True)
+    ], dtype=np.float64).reshape(len(evidence), len(SENTENCE_FEATURES))
+
+
+def question_features(relevance: np.ndarray, probabilities: np.ndarray, evidence: Sequence[Evidence]) -> np.ndarray:
+    """The row of `QUESTION_FEATURES` for one question, shape (len(QUESTION_FEATURES),)."""
+    ordered = np.sort(relevance)[::-1]
+    second_gap = float(ordered[0] - ordered[1]) if len(ordered) > 1 else 0.0
+    return np.asarray([float(ordered[0]), float(probabilities.max()), second_gap,
+                       max(e.dense for e in evidence), max(max(e.overlap, e.overlap_with_previous) for e in evidence)])
+
+
+@dataclass(frozen=True)
+class _Logistic:
+    """A fitted logistic regression: standardised features, weights, bias."""
+
+    names: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    bias: float
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], names: Sequence[str]) -> _Logistic:
+        if tuple(data["features"]) != tuple(names):
+            raise ModelUnavailableError(f"answer ranker expects features {list(names)}, the model has "
+                                        f"{data['features']}; regenerate it with `qa train`")
+        return cls(tuple(names), np.asarray(data["mean"]), np.asarray(data["scale"]), np.asarray(data["weights"]),
+                   float(data["bias"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"features": list(self.names), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+                "weights": self.weights.tolist(), "bias": self.bias}
+
+    def probability(self, rows: np.ndarray) -> np.ndarray:
+        logits = ((rows - self.mean) / self.scale) @ self.weights + self.bias
+        return 1.0 / (1.0 + np.exp(-np.clip(logits, -30, 30)))
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The ranker's manifest; raises `ModelUnavailableError` if it is missing or unreadable."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelUnavailableError(
+            f"no answer ranker at {path} ({MANIFEST} not found); reinstall qa or run `qa train --out {path}`"
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise ModelUnavailableError(f"answer ranker at {path}: {MANIFEST} is unreadable ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        raise ModelUnavailableError(f"answer ranker at {path} has another format; regenerate it with `qa train`")
+    return manifest
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise ModelUnavailableError(f"answer ranker: cannot read {path} ({exc.strerror or exc})") from exc
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=4)
+def load_ranker(path: str = str(DEFAULT_RANKER), threads: int = 1) -> AnswerRanker:
+    """One `AnswerRanker` per path and thread count per process."""
+    ranker = AnswerRanker(path, threads=threads)
+    log.info("loaded answer ranker from %s", path)
+    return ranker
