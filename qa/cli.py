@@ -1,4 +1,4 @@
-"""The `qa` command line: ask, search, index, info, serve, eval.
+"""The `qa` command line: ask, search, index, info, serve, eval, train.
 
 Every error the user can fix prints one line to stderr and exits 1;
 `--json` output is one JSON object on stdout.
@@ -88,8 +88,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
 
     from .evaluation import add_eval_commands
+    from .train import add_train_command
 
     add_eval_commands(commands)
+    add_train_command(commands)
     return parser
 
 
