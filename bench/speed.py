@@ -12,7 +12,8 @@ measured in the same run:
   chunking, BM25 and FAISS.
 - ask / floor: `Assistant.ask` (query cache cleared each time, so the query
   is really embedded) against one uncached query embedding plus one FAISS
-  search. Target: ask p50 within 2x of the floor. The median of paired
+  search. Target: ask p50 within 10x of the floor (the answer ranker is a
+  cross-encoder over the shortlisted sentences). The median of paired
   ratios (each ask over the floor timed just before it, same question) is
   the steadier figure when other processes share the CPU.
 - busy neighbour (`--busy`): `ask` p50/p95 with no extra load and then with
@@ -45,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 ARTICLE_DEV = SHARED / "eval" / "article_dev.json"
 SQUAD_DEV = SHARED / "eval" / "squad-v2.0-dev-part-a.json"
-ASK_TARGET = 2.0
+ASK_TARGET = 10.0  # issue 8: the learned ranker reads the shortlisted sentences with a cross-encoder
 BUSY_TARGET = 3.0
 
 sys.path.insert(0, str(ROOT))

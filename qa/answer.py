@@ -1,29 +1,31 @@
 """Answering: pick the sentences that answer a question and cite them.
 
 The composer is extractive, so every claim is the document's own words:
-1. A follow-up question ("Why should that be viewed warily?") is resolved
-   against the chat history: if it refers back (a pronoun or demonstrative,
-   or it is very short), the previous question is appended to it, so
-   retrieval sees the subject spelled out.
-2. The retriever returns the best chunks; every sentence in them is scored
-   by its own dense similarity to the question, its IDF-weighted share of the
-   question's stemmed terms, its chunk's fused score, and whether it holds the
-   kind of thing the question asks for (a number for "how many", a name for
-   "who"). Sentences already given as the answer to the previous turn count
-   less, since a follow-up asks for something new, unless they hold the
-   number or date asked for ("How many troops would it send?" after an
-   answer that already said "fifty"; names are too common to tell).
-3. Only sentences whose support (similarity and shared terms with the
-   question, not their rank) reaches `Settings.min_answer_score` may be
-   cited; if none does, the answer says the document does not say, and
-   nothing is cited as support.
-4. The best sentence is cited first, with up to two more that score close
-   to it; chosen sentences that are neighbours in a document become one
-   cited span.
+1. Candidates. The sentences of the retriever's best passages for the
+   question, and the first and last sentences of the best document, where
+   most documents say what they are, who wrote them and where they appeared.
+   In a conversation the question is also searched together with the
+   previous question, and the sentences the previous answer cited, each with
+   the sentence after it, are candidates too: a follow-up often asks about
+   what was just said, or about what comes next.
+2. Ranking. The learned answer ranker (`qa.ranker`) gives every candidate
+   the probability that it answers: it reads the question (with the previous
+   one), the sentence and its document's title, and weighs retrieval
+   evidence and whether the sentence was just cited. A document's title and
+   author lines are ranked like any sentence, so questions about the
+   document itself are answered the same way.
+3. Refusing. When the ranker's probability that the document answers is
+   below its calibrated threshold, the answer says the document does not
+   say, and nothing is cited as support.
+4. Citing. The most probable sentence is cited first; more follow while the
+   chance that none of the cited sentences answers is above
+   1 - `Settings.cite_confidence`. Chosen sentences that are neighbours in a
+   document are cited as one span.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,57 +34,12 @@ import numpy as np
 
 from .config import Settings
 from .lexical import terms
+from .ranker import AnswerRanker, Evidence, load_ranker
 from .retrieval import Passage, Retriever, Where, check_question
 
 NOT_FOUND = "The document does not say. I could not find a passage that answers this question."
 
-# Words that make a question lean on the one before it.
-_REFERRING = re.compile(
-    r"\b(it|its|they|them|their|theirs|he|him|his|she|her|hers|this|that|these|those|there|then|"
-    r"the same|such|one|ones|former|latter|also|else|too|other|another)\b",
-    re.IGNORECASE,
-)
-_CONTINUING = re.compile(r"\s*(and|but|so|also|what about|how about|why|why not)\b", re.IGNORECASE)
-# "Which publication carried this piece?": asked about the document itself,
-# answered by the line that carries its title.
-_ABOUT_DOCUMENT = re.compile(
-    r"\b(this|the) (piece|article|document|text|story|essay|post|page|paper|book)\b", re.IGNORECASE)
-_ABOUT_PUBLICATION = re.compile(
-    r"\b(publication|publish\w*|carr(y|ied|ies)|appear\w*|outlet|magazine|newspaper|site|website|"
-    r"title\w*|headline|called|named)\b", re.IGNORECASE)
 _MARKER = re.compile(r"\s*\[\d+\]")
-_NUMBER = re.compile(
-    r"\d[\d,.]*|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|"
-    r"sixty|seventy|eighty|ninety|hundred|thousand|million|billion|dozen|half|percent)\b",
-    re.IGNORECASE,
-)
-_DATE = re.compile(
-    r"\b(1[0-9]{3}|20[0-9]{2}|[0-9]{1,2}(st|nd|rd|th)|January|February|March|April|May|June|July|August|"
-    r"September|October|November|December|centur(y|ies)|decades?|years?|today|yesterday|weeks?|months?)\b",
-    re.IGNORECASE,
-)
-# A capitalised word after the first one: a rough but dependable sign of a name or place.
-_NAME = re.compile(r"(?<=[\s(\"'])[A-Z][\w-]+")
-_CUES: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
-    (re.compile(r"\bhow (many|much|long|far|old|large|big|tall|high|often|fast)\b|\bnumbers?\b|"
-                r"\bpercent(age)?\b|\bwhat (amount|proportion|size)\b"), _NUMBER),
-    (re.compile(r"\bwhen\b|\bwhat (year|date|time|day|month|decade|century|period)\b|"
-                r"\bwhich (year|decade|century)\b"), _DATE),
-    (re.compile(r"\bwho\b|\bwhose\b|\bwhom\b|\bwhere\b|\bwhat is the name\b|"
-                r"\b(what|which) (city|country|person|place|state|region|company|organi[sz]ation|group|"
-                r"university|team|language|river|nation)\b"), _NAME),
-)
-
-# Weights of the sentence score, fitted on the first five SQuAD articles and the
-# article development set (bench/tune_answer.py prints the ablation).
-W_DENSE = 0.45
-W_TERMS = 0.2
-W_TERMS_WITH_PREVIOUS = 0.35
-W_PASSAGE = 0.2
-W_CUE = 0.15
-W_NOVELTY = 0.1
-FOLLOW_UP_PENALTY = 0.5
-CITE_RATIO = 0.75  # further sentences are cited if they score at least this share of the best
 
 
 @dataclass(frozen=True)
@@ -90,7 +47,8 @@ class Citation:
     """A cited span: `text == document.text[start:end]`; `context` is its chunk, for display.
 
     `context_start`/`context_end` locate the chunk in the document, so the
-    cited span sits at `start - context_start` inside `context`.
+    cited span sits at `start - context_start` inside `context`. `score` is
+    the ranker's probability that the span's best sentence answers.
     """
 
     n: int
@@ -114,10 +72,10 @@ class Answer:
         text: the answer, with markers [n] after each cited sentence.
         found: False when the document does not answer; then `citations` is empty.
         citations: numbered supports, [1] first.
-        query: the text actually searched (the question with any follow-up context).
+        query: the text searched (in a conversation, the question with the previous question).
         closest: when not found, the nearest passages, which do not answer.
-        confidence: the strongest support of any candidate sentence (see `support`);
-            below `Settings.min_answer_score` the assistant refuses.
+        confidence: the ranker's calibrated probability that the document answers the question;
+            below the model's threshold the assistant refuses.
     """
 
     question: str
@@ -129,219 +87,193 @@ class Answer:
     confidence: float = 0.0
 
 
+@dataclass(frozen=True)
+class Candidates:
+    """The sentences a question's answer is chosen from, and what retrieval says of each.
+
+    Attributes:
+        sentences: sentence ids in the retriever, in retrieval order.
+        evidence: one `Evidence` per sentence.
+        passages: the best passage holding each sentence (for its context).
+        ranked: the retrieved passages, best first.
+        query: the text searched.
+        previous_question: the question before, in a conversation.
+    """
+
+    sentences: tuple[int, ...]
+    evidence: tuple[Evidence, ...]
+    passages: tuple[Passage, ...]
+    ranked: tuple[Passage, ...]
+    query: str
+    previous_question: str | None
+
+
 class Assistant:
     """Answers questions over a `Retriever`'s documents with cited sentences."""
 
-    def __init__(self, retriever: Retriever, *, settings: Settings | None = None) -> None:
+    def __init__(self, retriever: Retriever, *, settings: Settings | None = None,
+                 ranker: AnswerRanker | None = None) -> None:
         self.retriever = retriever
         self.settings = settings or retriever.settings
+        self.ranker = ranker or load_ranker(threads=self.settings.query_threads)
 
     def ask(self, question: str, history: Sequence[tuple[str, str]] = (), *, where: Where = None) -> Answer:
-        """Answer `question`; `history` holds earlier (question, answer text) turns, oldest first.
-
-        `where` limits the answer to some documents: doc_ids or path prefixes (see `Retriever.allowed`).
-        """
+        """Answer `question`; `history` holds earlier (question, answer text) turns, oldest first;
+        `where` limits the answer to some documents (see `Retriever.allowed`)."""
         question = check_question(question, self.settings)
-        query = resolve_follow_up(question, history)
-        said_before = _normalise(history[-1][1]) if history else ""
-        query_vector = self.retriever.embedder.embed_query(query)
-        passages = self.retriever.rank(query, query_vector, k=self.settings.answer_passages, where=where)
-        scored = self._score_sentences(question, query, query_vector, passages, said_before)
-        if asks_about_document(question):
-            scored = self._title_lines(passages) + scored
-        confidence = max((item[3] for item in scored), default=0.0)
-        supported = [item for item in scored if item[3] >= self.settings.min_answer_score]
-        if not supported:
-            return Answer(question, NOT_FOUND, False, (), query, tuple(passages), confidence)
-        citations = self._cite(supported)
-        text = " ".join(f"{_normalise(c.text)} [{c.n}]" for c in citations)
-        return Answer(question, text, True, tuple(citations), query, (), confidence)
-
-    def _score_sentences(
-        self, question: str, query: str, query_vector: np.ndarray, passages: list[Passage], said_before: str
-    ) -> list[tuple[float, int, Passage, float]]:
-        """(score, sentence id, passage, support) for every sentence of the passages, best first."""
+        found = find_candidates(self.retriever, question, history, self.settings, where=where)
+        if not found.sentences:
+            return Answer(question, NOT_FOUND, False, (), found.query, found.ranked, 0.0)
         retriever = self.retriever
-        query_terms = terms([query])[0]
-        cue = answer_cue(question)
-        question_words = set(re.findall(r"\w+", question.lower()))
-        best_passage = max((p.score for p in passages), default=1.0) or 1.0
-        bare = None if query == question else (terms([question])[0], retriever.embedder.embed_query(question))
-        scored: dict[int, tuple[float, int, Passage, float]] = {}
-        for passage in passages:
-            for sentence_id in retriever.chunk_sentences[passage.chunk].tolist():
-                if sentence_id in scored:
-                    continue
-                features = sentence_features(retriever, sentence_id, query_terms, query_vector, said_before)
-                evidence = features
-                if bare is not None:  # a follow-up's own words also count as evidence that it is answered
-                    evidence = _stronger(features, sentence_features(retriever, sentence_id, *bare, said_before))
-                score = (W_DENSE * features.dense + W_TERMS * features.overlap
-                         + W_TERMS_WITH_PREVIOUS * features.overlap_with_previous
-                         + W_PASSAGE * passage.score / best_passage + W_NOVELTY * features.novelty)
-                text = retriever.sentences[sentence_id].text
-                typed = cue is not None and has_new_match(cue, text, question_words)
-                if typed:
-                    score += W_CUE
-                if said_before and not (typed and cue is not _NAME) and _normalise(text) in said_before:
-                    score *= FOLLOW_UP_PENALTY
-                scored[sentence_id] = (score, sentence_id, passage, support(evidence))
-        return sorted(scored.values(), key=lambda item: (-item[0], item[1]))
+        texts = [retriever.sentences[i].text for i in found.sentences]
+        titles = [retriever.document(retriever.sentences[i].doc_id).title for i in found.sentences]
+        ranking = self.ranker.rank(question, texts, titles, found.evidence, previous_question=found.previous_question,
+                                   size=self.settings.rerank_sentences)
+        threshold = self.settings.min_answerable
+        if ranking.answerable < (self.ranker.min_answerable if threshold is None else threshold):
+            return Answer(question, NOT_FOUND, False, (), found.query, found.ranked, ranking.answerable)
+        chosen = self.ranker.cited(ranking.probabilities, self.settings.max_citations,
+                                   self.settings.cite_confidence)
+        citations = self._cite(found, [(found.sentences[ranking.read[i]], float(ranking.probabilities[i]))
+                                       for i in chosen])
+        text = " ".join(f"{normalise(c.text)} [{c.n}]" for c in citations)
+        return Answer(question, text, True, tuple(citations), found.query, (), ranking.answerable)
 
-    def _title_lines(self, passages: list[Passage]) -> list[tuple[float, int, Passage, float]]:
-        """Sentences holding the title of a retrieved document, ranked first with full support."""
-        retriever = self.retriever
-        found = []
-        for doc_id in dict.fromkeys(p.doc_id for p in passages):
-            title = _normalise(retriever.document(doc_id).title).lower()
-            for sentence_id in retriever.sentence_ids(doc_id):
-                text = _normalise(retriever.sentences[sentence_id].text).lower()
-                if len(text) > 10 and (title in text or text in title):
-                    chunk = int(retriever.sentence_chunk[sentence_id])
-                    passage = retriever.passage(chunk, score=1.0)
-                    found.append((1.0, sentence_id, passage, 1.0))
-                    break
-        return found[:1]
-
-    def _cite(self, scored: list[tuple[float, int, Passage, float]]) -> list[Citation]:
-        """[1] is the best sentence; more follow if they score close to it.
+    def _cite(self, found: Candidates, chosen: list[tuple[int, float]]) -> list[Citation]:
+        """Citations for the chosen (sentence id, probability) pairs, best first.
 
         Chosen sentences that stand next to each other in a document are cited
         as one span, in document order, at the place of the better of them: a
         sentence such as "The first of which is …" reads right only after the
         one it continues, and a reader sees one highlight instead of two.
         """
-        best = scored[0][0]
-        chosen: list[tuple[float, int, Passage, float]] = []
-        for item in scored:  # a title line may also appear among the scored sentences
-            if len(chosen) == self.settings.max_citations or item[0] < CITE_RATIO * best:
-                break
-            if all(item[1] != other[1] for other in chosen):
-                chosen.append(item)
-        spans = self._neighbour_runs(chosen)
+        retriever = self.retriever
+        passage_of = dict(zip(found.sentences, found.passages, strict=True))
         citations = []
-        for n, span in enumerate(spans, start=1):
-            first, last = self.retriever.sentences[span[0][1]], self.retriever.sentences[span[-1][1]]
-            passage = max(span, key=lambda item: item[0])[2]
-            document = self.retriever.document(first.doc_id).text
+        for n, span in enumerate(neighbour_runs(retriever, chosen), start=1):
+            first, last = retriever.sentences[span[0][0]], retriever.sentences[span[-1][0]]
+            best = max(span, key=lambda item: item[1])
+            passage = passage_of[best[0]]
+            document = retriever.document(first.doc_id)
             context_start, context_end = min(passage.start, first.start), max(passage.end, last.end)
-            citations.append(Citation(n, first.doc_id, passage.title, first.start, last.end,
-                                      document[first.start:last.end], round(max(item[0] for item in span), 4),
-                                      document[context_start:context_end], context_start, context_end))
+            citations.append(Citation(n, first.doc_id, document.title, first.start, last.end,
+                                      document.text[first.start:last.end], round(best[1], 4),
+                                      document.text[context_start:context_end], context_start, context_end))
         return citations
 
-    def _neighbour_runs(
-        self, chosen: list[tuple[float, int, Passage, float]]
-    ) -> list[list[tuple[float, int, Passage, float]]]:
-        """`chosen` grouped into runs of consecutive sentences of one document, each run in
-        document order, the runs in the order of their best sentence."""
-        sentences = self.retriever.sentences
-        runs: list[list[tuple[float, int, Passage, float]]] = []
-        for item in sorted(chosen, key=lambda item: item[1]):
-            previous = runs[-1][-1][1] if runs else -2
-            if item[1] == previous + 1 and sentences[item[1]].doc_id == sentences[previous].doc_id:
-                runs[-1].append(item)
-            else:
-                runs.append([item])
-        rank = {item[1]: n for n, item in enumerate(chosen)}
-        return sorted(runs, key=lambda run: min(rank[item[1]] for item in run))
+
+def find_candidates(retriever: Retriever, question: str, history: Sequence[tuple[str, str]], settings: Settings,
+                    *, where: Where = None) -> Candidates:
+    """The candidate sentences for `question` and their evidence (see the module docstring, step 1)."""
+    question_vector = retriever.embedder.embed_query(question)
+    rankings = [retriever.rank(question, question_vector, k=settings.answer_passages, where=where)]
+    previous_question, query, cited = None, question, []
+    if history:
+        previous_question, previous_answer = history[-1]
+        query = f"{question} {previous_question}"
+        rankings.append(retriever.rank(query, retriever.embedder.embed_query(query), k=settings.answer_passages,
+                                       where=where))
+        cited = cited_sentences(retriever, previous_answer)
+    passage_of: dict[int, tuple[Passage, float]] = {}
+    best = [max((p.score for p in passages), default=0.0) or 1.0 for passages in rankings]
+    interleaved = [(passage, passage.score / best[r]) for rank in range(settings.answer_passages)
+                   for r, passages in enumerate(rankings) if rank < len(passages) for passage in [passages[rank]]]
+    for passage, relative in interleaved:
+        for sentence_id in retriever.chunk_sentences[passage.chunk].tolist():
+            if sentence_id not in passage_of and len(passage_of) < settings.answer_candidates:
+                passage_of[sentence_id] = (passage, relative)
+    cited_set = set(cited)
+    extra = [i for s in cited for i in (s, s + 1) if i < len(retriever.sentences)
+             and retriever.sentences[i].doc_id == retriever.sentences[s].doc_id]
+    edges: set[int] = set()
+    if rankings[0] and settings.document_edges:
+        document = retriever.sentence_ids(rankings[0][0].doc_id)
+        first, last = settings.document_edges
+        edges = {*document[:first], *document[max(first, len(document) - last):]}
+        extra += sorted(edges)
+    sentence_ids = list(passage_of) + [i for i in dict.fromkeys(extra) if i not in passage_of]
+    # A follow-up's evidence is the stronger of what the question says alone and what it says
+    # together with the previous question ("Is it gone?" means the group of the last answer).
+    queries = [(terms([question])[0], question_vector)]
+    if history:
+        queries.append((terms([query])[0], retriever.embedder.embed_query(query)))
+    evidence, passages = [], []
+    for sentence_id in sentence_ids:
+        passage, relative = passage_of.get(sentence_id) or (sentence_passage(retriever, sentence_id), 0.0)
+        found = [sentence_evidence(retriever, sentence_id, query_terms, vector, relative,
+                                   cited_before=sentence_id in cited_set, follows_cited=sentence_id - 1 in cited_set,
+                                   edge=sentence_id in edges) for query_terms, vector in queries]
+        evidence.append(_stronger(found))
+        passages.append(passage)
+    return Candidates(tuple(sentence_ids), tuple(evidence), tuple(passages), tuple(rankings[0]), normalise(query),
+                      previous_question)
 
 
-def resolve_follow_up(question: str, history: Sequence[tuple[str, str]], *, with_answer: bool = True) -> str:
-    """The text to search for `question`, given earlier (question, answer) turns.
-
-    A question that refers back ("Why should that be viewed warily?") is
-    extended with the previous turn: its own resolved question and (unless
-    `with_answer` is False) what was answered, without citation markers.
-    Other questions stand alone.
-    """
-    if not history or not refers_back(question):
-        return question
-    previous_question, previous_answer = history[-1]
-    subject = resolve_follow_up(previous_question, history[:-1], with_answer=False)
-    said = "" if not with_answer or previous_answer.startswith(NOT_FOUND) else _MARKER.sub("", previous_answer)
-    return _normalise(f"{question} {subject} {said}")
+def _stronger(evidence: list[Evidence]) -> Evidence:
+    """The per-field maximum of one sentence's evidence against several queries."""
+    if len(evidence) == 1:
+        return evidence[0]
+    first = evidence[0]
+    return dataclasses.replace(first, dense=max(e.dense for e in evidence), overlap=max(e.overlap for e in evidence),
+                               overlap_with_previous=max(e.overlap_with_previous for e in evidence))
 
 
-def refers_back(question: str) -> bool:
-    """Whether a question leans on the one before: a pronoun or demonstrative, or "and …" / "what about …"."""
-    return bool(_REFERRING.search(question) or _CONTINUING.match(question))
-
-
-@dataclass(frozen=True)
-class SentenceFeatures:
-    """How well one sentence matches a query, each in about 0..1.
-
-    Attributes:
-        dense: cosine similarity of the sentence and query embeddings.
-        overlap: IDF-weighted share of the query's stemmed terms in the sentence.
-        overlap_with_previous: the same over the sentence and the one before it,
-            which often names what "it" or "the first of which" refers to.
-        novelty: share of the sentence's terms that the query does not have;
-            a sentence that only restates the question does not answer it.
-    """
-
-    dense: float
-    overlap: float
-    overlap_with_previous: float
-    novelty: float
-
-
-def sentence_features(retriever: Retriever, sentence_id: int, query_terms: list[str],
-                      query_vector: np.ndarray, said_before: str = "") -> SentenceFeatures:
-    """Features of one sentence; a previous sentence already said in the last answer lends no context."""
+def sentence_evidence(retriever: Retriever, sentence_id: int, query_terms: list[str], query_vector: np.ndarray,
+                      passage: float, *, cited_before: bool = False, follows_cited: bool = False,
+                      edge: bool = False) -> Evidence:
+    """Retrieval evidence for one sentence (see `qa.ranker.Evidence`)."""
     sentence_terms = retriever.sentence_terms[sentence_id]
     weights = retriever.term_weights
-    previous = sentence_id - 1
     sentences = retriever.sentences
-    if (previous >= 0 and sentences[previous].doc_id == sentences[sentence_id].doc_id
-            and not (said_before and _normalise(sentences[previous].text) in said_before)):
-        with_previous = weights.overlap(query_terms, sentence_terms + retriever.sentence_terms[previous])
-    else:
-        with_previous = weights.overlap(query_terms, sentence_terms)
-    own = set(sentence_terms)
-    return SentenceFeatures(
+    previous = sentence_id - 1
+    with_previous = sentence_terms
+    if previous >= 0 and sentences[previous].doc_id == sentences[sentence_id].doc_id:
+        with_previous = sentence_terms + retriever.sentence_terms[previous]
+    return Evidence(
         dense=float(retriever.sentence_vectors[sentence_id] @ query_vector),
         overlap=weights.overlap(query_terms, sentence_terms),
-        overlap_with_previous=with_previous,
-        novelty=len(own - set(query_terms)) / len(own) if own else 0.0,
+        overlap_with_previous=weights.overlap(query_terms, with_previous),
+        passage=passage,
+        cited_before=float(cited_before),
+        follows_cited=float(follows_cited),
+        edge=float(edge),
     )
 
 
-def _stronger(a: SentenceFeatures, b: SentenceFeatures) -> SentenceFeatures:
-    """The better match of each feature (novelty is taken from `a`, the full query)."""
-    return SentenceFeatures(max(a.dense, b.dense), max(a.overlap, b.overlap),
-                            max(a.overlap_with_previous, b.overlap_with_previous), a.novelty)
+def cited_sentences(retriever: Retriever, answer_text: str) -> list[int]:
+    """Ids of the sentences an earlier answer's text quotes (the spans between its [n] markers)."""
+    found: list[int] = []
+    for span in _MARKER.split(answer_text):
+        span = normalise(span)
+        if not span or span.startswith(normalise(NOT_FOUND)):
+            continue
+        _, by_sentence, _ = retriever.lexical.scores(span)
+        for sentence_id in np.argsort(-by_sentence)[:8].tolist():
+            if by_sentence[sentence_id] > 0 and normalise(retriever.sentences[sentence_id].text) in span:
+                found.append(int(sentence_id))
+    return sorted(set(found))
 
 
-def support(features: SentenceFeatures) -> float:
-    """How much a sentence is about the question, for the refusal decision.
-
-    Only absolute evidence counts: meaning (dense) and shared terms. Rank-relative
-    signals (passage score, novelty, answer-type cue) make any sentence look best
-    somewhere, so they order sentences but do not decide whether to answer.
-    """
-    return 0.5 * features.dense + 0.5 * max(features.overlap, features.overlap_with_previous)
+def sentence_passage(retriever: Retriever, sentence_id: int) -> Passage:
+    """The chunk that holds a sentence, as a passage (for sentences that no search returned)."""
+    return retriever.passage(int(retriever.sentence_chunk[sentence_id]))
 
 
-def asks_about_document(question: str) -> bool:
-    """Whether the question asks where the document itself appeared or what it is called."""
-    return bool(_ABOUT_DOCUMENT.search(question) and _ABOUT_PUBLICATION.search(question))
+def neighbour_runs(retriever: Retriever, chosen: list[tuple[int, float]]) -> list[list[tuple[int, float]]]:
+    """`chosen` (sentence id, probability), best first, grouped into runs of consecutive sentences of one
+    document; each run in document order, the runs in the order of their best sentence."""
+    sentences = retriever.sentences
+    runs: list[list[tuple[int, float]]] = []
+    for item in sorted(chosen):
+        previous = runs[-1][-1][0] if runs else -2
+        if item[0] == previous + 1 and sentences[item[0]].doc_id == sentences[previous].doc_id:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    rank = {item[0]: n for n, item in enumerate(chosen)}
+    return sorted(runs, key=lambda run: min(rank[item[0]] for item in run))
 
 
-def answer_cue(question: str) -> re.Pattern[str] | None:
-    """What kind of text would answer: a number, a date or a name, if the question says."""
-    lowered = question.lower()
-    for asks, answer_pattern in _CUES:
-        if asks.search(lowered):
-            return answer_pattern
-    return None
-
-
-def has_new_match(pattern: re.Pattern[str], text: str, question_words: set[str]) -> bool:
-    """Whether `text` has a match of `pattern` that is not a word of the question."""
-    return any(match.group(0).lower().strip(",.") not in question_words for match in pattern.finditer(text))
-
-
-def _normalise(text: str) -> str:
+def normalise(text: str) -> str:
+    """Whitespace collapsed to single spaces."""
     return " ".join(text.split())

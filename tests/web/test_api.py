@@ -35,12 +35,12 @@ def test_off_topic_question_is_not_found(client):
 
 
 def test_follow_up_uses_history(client):
-    asked = "What did the CNN report say about Haftar?"
+    asked = "What did CNN report about a new US policy for Libya?"
     first = client.predict(asked, api_name="/ask")
-    result = client.predict("Why should that be viewed warily?", [[asked, first["answer"]]], api_name="/ask")
+    result = client.predict("How many troops would it send?", [[asked, first["answer"]]], api_name="/ask")
     assert result["found"] is True
     assert asked in result["query"]
-    assert "would damage the credibility of the PC/GNA" in flat(result["citations"][0]["text"])
+    assert "fifty" in flat(result["citations"][0]["text"])
 
 
 @pytest.mark.parametrize(("question", "expected"), [
