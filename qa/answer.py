@@ -171,7 +171,8 @@ def find_candidates(retriever: Retriever, question: str, history: Sequence[tuple
     if history:
         previous_question, previous_answer = history[-1]
         query = f"{question} {previous_question}"
-        rankings.append(retriever.rank(query, retriever.embedder.embed_query(query), k=settings.answer_passages,
+        query_vector = retriever.embedder.embed_query(query)
+        rankings.append(retriever.rank(query, query_vector, k=settings.answer_passages,
                                        where=where))
         cited = cited_sentences(retriever, previous_answer)
     passage_of: dict[int, tuple[Passage, float]] = {}
@@ -196,7 +197,7 @@ def find_candidates(retriever: Retriever, question: str, history: Sequence[tuple
     # together with the previous question ("Is it gone?" means the group of the last answer).
     queries = [(terms([question])[0], question_vector)]
     if history:
-        queries.append((terms([query])[0], retriever.embedder.embed_query(query)))
+        queries.append((terms([query])[0], query_vector))
     evidence, passages = [], []
     for sentence_id in sentence_ids:
         passage, relative = passage_of.get(sentence_id) or (sentence_passage(retriever, sentence_id), 0.0)
