@@ -4,13 +4,16 @@ A `Document` holds the exact text that every offset in the project points
 into. Files are read with well-kept parsers (BeautifulSoup for HTML, pypdf
 for PDF); plain text and Markdown are kept exactly as decoded (UTF-8, or an encoding
 recognised by charset-normalizer) so citations can be highlighted in the
-original.
+original. A file that is UTF-8 but for a few damaged bytes is read with
+replacement characters there, and a warning (logged, shown by `qa index`)
+names the byte positions.
 """
 
 from __future__ import annotations
 
 import codecs
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -18,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DocumentError
+
+log = logging.getLogger(__name__)
 
 BUNDLED_ARTICLE = "libya-policy-newsweek.txt"
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
@@ -73,8 +78,16 @@ class Document:
         """Read a .txt, .md, .html or .pdf file; raise `DocumentError` naming the file and reason."""
         path = Path(path)
         text, found_title = read_text(path)
-        return cls(doc_id=doc_id or slugify(path.stem), text=text, title=title or found_title or path.stem,
+        return cls(doc_id=doc_id or slugify(path.stem), text=text, title=title or found_title or _shown(path.stem),
                    path=str(path.resolve()), modified=_modified(path))
+
+
+def _shown(name: str) -> str:
+    """A file name fit to show and print: bytes that are not UTF-8 (lone surrogates in Python) become U+FFFD."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "replace").decode("utf-8")
 
 
 def _modified(path: Path) -> float | None:
@@ -117,10 +130,16 @@ def read_text(path: Path) -> tuple[str, str | None]:
 
 
 def _decode(name: str, data: bytes) -> str:
-    """Text from bytes: UTF-8, a byte-order mark's encoding, or what charset-normalizer recognises.
+    """Text from bytes: a byte-order mark's encoding, else UTF-8 first, then a recognised legacy encoding.
 
-    Raises `DocumentError` for binary data, damaged UTF-8 and bytes whose
-    encoding cannot be told, rather than guessing into mojibake.
+    UTF-8 with a few damaged bytes (a cut multi-byte character, one stray
+    Latin-1 byte) is still UTF-8: those bytes become U+FFFD and a warning
+    names their positions, instead of the whole file turning into mojibake
+    ("Ã(", "â‚") under a legacy code page. Text with no UTF-8 in it goes to
+    charset-normalizer, trusted only above a confidence floor; short Western
+    text it cannot place ("Caf\xe9") is read as Windows-1252. Raises
+    `DocumentError` for binary data, a false byte-order mark, and bytes whose
+    encoding cannot be told, rather than guessing.
     """
     for bom, encoding in _BOMS:
         if data.startswith(bom):
@@ -136,15 +155,19 @@ def _decode(name: str, data: bytes) -> str:
         raise DocumentError(f"{name}: looks like a binary file, not text")
     try:
         return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        damaged = exc
-    repaired = data.decode("utf-8", errors="replace")
-    if sum(ord(ch) > 127 and ch != "\ufffd" for ch in repaired) >= repaired.count("\ufffd"):
-        raise DocumentError(f"{name}: not valid UTF-8 (byte 0x{data[damaged.start]:02x} at position {damaged.start}) "
-                            "although the rest of it is UTF-8, so the file is damaged; save it again as UTF-8")
-    text = _legacy_text(data)
-    if text is None:
-        raise DocumentError(f"{name}: not UTF-8, and its encoding cannot be recognised; save it as UTF-8")
+    except UnicodeDecodeError:
+        pass
+    damaged = _damaged_utf8(data)
+    if damaged is not None:
+        text, spans = damaged
+        count = sum(end - start for start, end in spans)
+        log.warning("%s: damaged UTF-8, %d byte%s not valid (%s); each broken spot reads as U+FFFD, the "
+                    "replacement character: repair the file to restore them", name, count,
+                    " is" if count == 1 else "s are", _describe_spans(data, spans))
+    else:
+        text = _legacy_text(data)
+        if text is None:
+            raise DocumentError(f"{name}: not UTF-8, and its encoding cannot be recognised; save it as UTF-8")
     controls = sum(1 for ch in text[:8192] if ord(ch) < 32 and ch not in "\t\n\r\f")
     if controls > 0.01 * min(len(text), 8192):
         raise DocumentError(f"{name}: looks like a binary file, not text")
@@ -153,6 +176,49 @@ def _decode(name: str, data: bytes) -> str:
 
 _BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"),
          (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))  # UTF-32 LE starts like UTF-16 LE
+# How `bytes.decode("utf-8", "surrogateescape")` shows a byte that is not UTF-8: 0x80..0xff as U+DC80..U+DCFF.
+_ESCAPED = re.compile("[\udc80-\udcff]+")
+# A file counts as damaged UTF-8 when it has valid multi-byte UTF-8 characters (which Western legacy
+# text almost never forms by chance) and its broken spots are few: at most one per `_DAMAGE_RATIO` valid
+# characters, or at most `_FEW_DAMAGED` in text that is mostly ASCII. Legacy Asian encodings, all high
+# bytes, form some valid UTF-8 by chance but break it far more often.
+_DAMAGE_RATIO, _FEW_DAMAGED = 10, 3
+# charset-normalizer's guess is used when its decoded text fits a language at least this well, with at most
+# this much "chaos" (odd character sequences); short texts fit no language, so the floor rejects its guesses there.
+_MIN_COHERENCE, _MAX_CHAOS = 0.1, 0.2
+# Or when one encoding clearly wins on a text this long (multi-byte Asian encodings, where coherence is low).
+_MIN_CLEAR_BYTES, _CLEAR_MARGIN = 100, 0.1
+
+
+def _damaged_utf8(data: bytes) -> tuple[str, list[tuple[int, int]]] | None:
+    """(text with U+FFFD for each broken spot, byte spans of those spots) if `data` is UTF-8 with a few damaged
+    bytes; None if it does not read as UTF-8 at all."""
+    escaped = data.decode("utf-8", "surrogateescape")
+    multibyte = sum(1 for ch in escaped if ord(ch) > 127 and not "\udc80" <= ch <= "\udcff")
+    spots = list(_ESCAPED.finditer(escaped))
+    mostly_ascii = 4 * sum(1 for byte in data if byte > 127) <= len(data)
+    few = len(spots) * _DAMAGE_RATIO <= multibyte or (mostly_ascii and len(spots) <= _FEW_DAMAGED)
+    if not multibyte or not few:
+        return None
+    spans, pieces, position, offset = [], [], 0, 0
+    for spot in spots:
+        before = escaped[position:spot.start()]
+        offset += len(before.encode("utf-8"))
+        spans.append((offset, offset + len(spot.group())))
+        offset += len(spot.group())
+        pieces += [before, "\ufffd"]
+        position = spot.end()
+    pieces.append(escaped[position:])
+    return "".join(pieces), spans
+
+
+def _describe_spans(data: bytes, spans: list[tuple[int, int]], shown: int = 5) -> str:
+    """"byte 0xc3 at position 26, bytes 0xe2 0x82 at position 32" for the first few spans, then how many more."""
+    parts = [f"byte{'s' if end - start > 1 else ''} {' '.join(f'0x{b:02x}' for b in data[start:end])} "
+             f"at position {start}" for start, end in spans[:shown]]
+    if len(spans) > shown:
+        parts.append(f"and {len(spans) - shown} more")
+    return ", ".join(parts)
 
 
 def _messy(text: str) -> bool:
@@ -162,24 +228,46 @@ def _messy(text: str) -> bool:
 
 
 def _legacy_text(data: bytes) -> str | None:
-    """Decode a legacy 8-bit or multi-byte encoding with charset-normalizer, None if it cannot tell.
+    """Decode a legacy 8-bit or multi-byte encoding, None if it cannot be told.
 
-    Short texts fit several code pages equally well; among those tied for
-    best, Windows-1252 (Western European, the commonest legacy encoding) wins.
+    charset-normalizer's best guess is taken when it is confident: its text
+    fits a language (`_MIN_COHERENCE`), or one encoding clearly beats the
+    rest on a text long enough to judge. Short texts fit several code pages
+    equally well and no language at all (it read "Caf\xe9" as Baltic
+    "Cafķ" or as UTF-16), so below the floor a text that reads as mostly
+    ASCII letters in Windows-1252, the commonest legacy encoding of Western
+    European text, is taken as that; among guesses tied for best,
+    Windows-1252 also wins.
     """
     from charset_normalizer import from_bytes
 
-    matches = list(from_bytes(data))
-    if not matches:
+    matches = [m for m in from_bytes(data) if m.chaos <= _MAX_CHAOS]
+    best = matches[0] if matches else None
+    if best is not None and best.coherence >= _MIN_COHERENCE:
+        for match in matches:
+            tied = match.chaos <= best.chaos and match.coherence >= best.coherence
+            if tied and "cp1252" in (match.encoding, *match.could_be_from_charset):
+                return str(match) if match.encoding == "cp1252" else data.decode("cp1252", errors="replace")
+        return str(best)
+    western = _western_text(data)
+    if western is not None:
+        return western
+    if best is not None and len(data) >= _MIN_CLEAR_BYTES and (
+            len(matches) == 1 or matches[1].chaos >= best.chaos + _CLEAR_MARGIN):
+        return str(best)
+    return None
+
+
+def _western_text(data: bytes) -> str | None:
+    """`data` as Windows-1252 if that reads as Western text: no undefined bytes or controls, and at least half
+    of its letters plain ASCII (Cyrillic or Greek read in Windows-1252 is all accented letters)."""
+    try:
+        text = data.decode("cp1252")
+    except UnicodeDecodeError:  # 0x81, 0x8d, 0x8f, 0x90, 0x9d are undefined there
         return None
-    best = matches[0]
-    if best.chaos > 0.2:
-        return None
-    for match in matches:
-        tied = match.chaos <= best.chaos and match.coherence >= best.coherence
-        if tied and "cp1252" in (match.encoding, *match.could_be_from_charset):
-            return str(match) if match.encoding == "cp1252" else data.decode("cp1252", errors="replace")
-    return str(best)
+    letters = [ch for ch in text if ch.isalpha()]
+    ascii_letters = sum(1 for ch in letters if ch.isascii())
+    return text if letters and 2 * ascii_letters >= len(letters) else None
 
 
 def _html_text(html: str) -> tuple[str, str | None]:

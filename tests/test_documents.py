@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -126,10 +127,19 @@ FRENCH = "Le café de la gare: crème brûlée, naïve façade. Über große Str
 RUSSIAN = "Привет, как дела? Это текст на русском языке, о городе Триполи и его порте.\n"
 
 
+JAPANESE = "日本語の文章です。東京は大きな都市です。私は毎朝コーヒーを飲みます。今日は天気がいいので公園に行きました。"
+CHINESE = "中文文本，北京是首都。我们今天去公园散步，天气很好。这是一个很长的句子，用来测试编码检测。"
+KOREAN = "한국어 텍스트입니다. 서울은 대한민국의 수도입니다. 오늘은 날씨가 좋습니다."
+
+
 @pytest.mark.parametrize(
     ("text", "encoding"),
     [(FRENCH, "cp1252"), (FRENCH * 20, "cp1252"), ("Caf\u00e9", "latin-1"), (FRENCH, "utf-16"),
-     (FRENCH, "utf-32"), (RUSSIAN * 5, "cp1251"), ("Señor Muñoz paid 5 € for the piñata.", "cp1252")],
+     (FRENCH, "utf-32"), (RUSSIAN * 5, "cp1251"), ("Señor Muñoz paid 5 € for the piñata.", "cp1252"),
+     # Short Western text fits no language: it was read as Baltic ("Cafķ") or UTF-16 before.
+     ("Caf\u00e9 au lait.", "latin-1"), ("\u00abcaf\u00e9\u00bb", "cp1252"), ("Il fait beau \u00e0 Paris.", "latin-1"),
+     # Legacy Asian encodings form some valid UTF-8 by chance; that must not pass for damaged UTF-8.
+     (JAPANESE * 3, "shift_jis"), (CHINESE * 3, "gb2312"), (KOREAN * 3, "euc_kr")],
 )
 def test_text_that_is_not_utf8_is_decoded_not_garbled(tmp_path: Path, text: str, encoding: str) -> None:
     path = tmp_path / "notes.txt"
@@ -138,18 +148,60 @@ def test_text_that_is_not_utf8_is_decoded_not_garbled(tmp_path: Path, text: str,
 
 
 @pytest.mark.parametrize(
+    ("data", "text", "where"),
+    [
+        # The issue's file: "Ã(" and "â‚" in the index before, under a legacy code page.
+        (b"Valid start. Then broken: \xc3\x28 and \xe2\x82 here\xe2\x80\xa6",
+         "Valid start. Then broken: \ufffd( and \ufffd here\u2026",
+         "byte 0xc3 at position 26, bytes 0xe2 0x82 at position 33"),
+        ("Le café, la crème. ".encode() * 5 + b"\xc3(" + b" Fin.",
+         "Le café, la crème. " * 5 + "\ufffd( Fin.", "byte 0xc3 at position 105"),
+    ],
+    ids=["the issue's file", "one broken byte in French"],
+)
+def test_damaged_utf8_reads_with_replacement_characters_and_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, data: bytes, text: str, where: str
+) -> None:
+    path = write(tmp_path / "damaged.txt", data)
+    with caplog.at_level("WARNING", logger="qa.documents"):
+        assert Document.from_path(path).text == text
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert message.startswith("damaged.txt: damaged UTF-8")
+    assert where in message
+
+
+def test_valid_utf8_reads_without_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write(tmp_path / "fine.txt", "Le café, la crème… “quoted”.".encode())
+    with caplog.at_level("WARNING"):
+        assert Document.from_path(path).text == "Le café, la crème… “quoted”."
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize(
     ("data", "reason"),
     [
         (b"\xff\xfe\xc3( caf\xc3\xa9", "byte-order mark but is not UTF-16"),  # shown as "ÿþÃ( café" before
-        ("Le café, la crème. ".encode() * 5 + b"\xc3(" + b" Fin.", "not valid UTF-8 .*damaged"),
+        # Too short for any detector, and not Western text: refused, not guessed (it came out as Chinese).
+        ("Привет".encode("cp1251"), "encoding cannot be recognised"),
     ],
+    ids=["false UTF-16 byte-order mark", "six Cyrillic bytes"],
 )
-def test_text_of_unknown_or_damaged_encoding_is_rejected_with_a_reason(tmp_path: Path, data: bytes,
-                                                                       reason: str) -> None:
+def test_text_of_unknown_encoding_is_rejected_with_a_reason(tmp_path: Path, data: bytes, reason: str) -> None:
     path = write(tmp_path / "odd.txt", data)
     with pytest.raises(DocumentError, match=reason) as caught:
         Document.from_path(path)
     assert "odd.txt" in str(caught.value) and "save it" in str(caught.value)
+
+
+def test_file_name_that_is_not_utf8_gives_a_printable_title(tmp_path: Path) -> None:
+    """The file is found again by its path; the title shown and printed as JSON has U+FFFD for the bad byte."""
+    name = os.fsdecode(b"caf\xe9 notes.txt")
+    path = write(tmp_path / name, b"Tobruk is a port.")
+    document = Document.from_path(path)
+    assert document.title == "caf\ufffd notes"
+    assert Path(document.path).read_bytes() == b"Tobruk is a port."
+    document.title.encode("utf-8")  # printable
 
 
 def test_explicit_id_and_title_win(tmp_path: Path) -> None:
