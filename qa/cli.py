@@ -1,7 +1,9 @@
 """The `qa` command line: ask, search, index, info, serve, eval, train.
 
 Every error the user can fix prints one line to stderr and exits 1;
-`--json` output is one JSON object on stdout.
+`--json` output is one JSON object on stdout. When the reader of stdout
+goes away early (`qa search ... | head`), `qa` stops quietly with status
+141, as `git log | head` does.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +21,9 @@ from .config import INDEX_TYPES
 from .errors import QAError
 
 EXIT_ERROR = 1
+EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `git log | head`
+# How Python's command line hands over a byte that is not UTF-8: 0x80..0xff as U+DC80..U+DCFF.
+_ESCAPED_BYTE, _LAST_ESCAPED_BYTE = "\udc80", "\udcff"
 DEFAULT_INDEX_HELP = "index directory (default: the bundled article, indexed in the user's cache)"
 WHERE_HELP = "only documents with this doc_id, or whose file lies under this path (repeat for several)"
 
@@ -30,14 +36,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         # pypdf logs warnings about damaged PDFs ("EOF marker not found") that
         # duplicate or precede the one error line; -v shows them.
         logging.getLogger("pypdf").setLevel(logging.ERROR)
+    _clean_text_arguments(args)
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()  # a reader that went away shows here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
     except QAError as exc:
         print(f"qa: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("qa: interrupted", file=sys.stderr)
         return 130
+
+
+def _reader_gone() -> int:
+    """Stop quietly when stdout's reader has closed the pipe (`qa info DIR | head`).
+
+    Python ignores SIGPIPE, so writing to a closed pipe raises
+    BrokenPipeError; the usual recipe is to point stdout at /dev/null (so
+    the interpreter's final flush does not raise again) and exit 141.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout replaced (tests) or already closed: nothing to redirect
+        pass
+    return EXIT_PIPE
+
+
+def _clean_text_arguments(args: argparse.Namespace) -> None:
+    """Drop bytes of the question or query that are not UTF-8, with a one-line warning.
+
+    Python hands such bytes over as lone surrogates ("\\udcff" for 0xff),
+    which the tokenizer and JSON output cannot encode. Paths (`--index`,
+    `--where`, files) keep them: they name real files.
+    """
+    for name in ("question", "query"):
+        value = getattr(args, name, None)
+        if not isinstance(value, str) or not any(_ESCAPED_BYTE <= ch <= _LAST_ESCAPED_BYTE for ch in value):
+            continue
+        try:  # bytes that form UTF-8 characters together (a locale that is not UTF-8) become those characters
+            escaped = value.encode("utf-8", "surrogateescape").decode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # other lone surrogates: `check_question` drops them
+            escaped = value
+        bad = sorted({ord(ch) - 0xDC00 for ch in escaped if _ESCAPED_BYTE <= ch <= _LAST_ESCAPED_BYTE})
+        if bad:
+            print(f"qa: warning: the {name} has bytes that are not UTF-8 ({', '.join(f'0x{b:02x}' for b in bad)}); "
+                  "they were left out", file=sys.stderr)
+        setattr(args, name, "".join(ch for ch in escaped if not _ESCAPED_BYTE <= ch <= _LAST_ESCAPED_BYTE))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -133,13 +182,13 @@ def _search(args: argparse.Namespace) -> int:
     from .config import Settings
     from .retrieval import check_question
 
-    check_question(args.query, Settings())
+    query = check_question(args.query, Settings())
     if args.k < 1:
         raise QAError(f"-k must be at least 1, got {args.k}")
-    passages = _retriever(args.index).search(args.query, k=args.k, where=args.where)
+    passages = _retriever(args.index).search(query, k=args.k, where=args.where)
     if args.json:
         _print_json({
-            "query": args.query,
+            "query": query,
             "passages": [
                 {"doc_id": p.doc_id, "title": p.title, "start": p.start, "end": p.end, "text": p.text,
                  "score": round(p.score, 6)}
@@ -191,12 +240,27 @@ def _read_history(path: str) -> list[tuple[str, str]]:
         isinstance(turn, list | tuple) and len(turn) == 2 and all(isinstance(x, str) for x in turn) for turn in data
     ):
         raise QAError(f"history file {path} must be a JSON list of [question, answer] pairs")
-    return [(q, a) for q, a in data]
+    return [(_encodable(q), _encodable(a)) for q, a in data]
+
+
+def _encodable(text: str) -> str:
+    """`text` without lone surrogates (JSON may escape one, "\\ud800"); a surrogate pair becomes its character."""
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "ignore")
 
 
 def _print_json(value: Any) -> None:
-    json.dump(value, sys.stdout, ensure_ascii=False, indent=2)
-    sys.stdout.write("\n")
+    """Write `value` as JSON, readable text where stdout can encode it, `\\u` escapes where it cannot.
+
+    A manifest can hold a file name with bytes that are not UTF-8 (kept as
+    lone surrogates so the file can be found again); escaped, the same string
+    still round-trips through any JSON reader.
+    """
+    text = json.dumps(value, ensure_ascii=False, indent=2)
+    try:
+        text.encode(sys.stdout.encoding or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        text = json.dumps(value, ensure_ascii=True, indent=2)
+    sys.stdout.write(text + "\n")
 
 
 if __name__ == "__main__":

@@ -431,7 +431,15 @@ def _scaled(scores: np.ndarray) -> np.ndarray:
 
 
 def check_question(question: str, settings: Settings) -> str:
-    """The question stripped; raise `InvalidQuestionError` if empty or over the length limit."""
+    """The question stripped and made encodable; raise `InvalidQuestionError` if empty or over the length limit.
+
+    Lone surrogates (from a byte that is not UTF-8 on the command line, or
+    half of an emoji cut by a client) cannot be encoded, and the tokenizer
+    fails on them with a TypeError; they are dropped here, where every path
+    (CLI, web, library) passes, and a surrogate pair becomes its character.
+    """
+    if isinstance(question, str) and any("\ud800" <= ch <= "\udfff" for ch in question):
+        question = question.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "ignore")
     if not isinstance(question, str) or not question.strip():
         raise InvalidQuestionError("the question is empty: type a question about the document")
     question = question.strip()

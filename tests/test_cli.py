@@ -323,6 +323,59 @@ def test_errors_print_one_line_and_exit_non_zero(case: str, tmp_path: Path, arti
     assert not (tmp_path / "index").exists(), "an error must not build the default index"
 
 
+@pytest.mark.parametrize("command", ["search --json", "info"])
+def test_reader_closing_the_pipe_early_is_a_quiet_exit(command: str, tmp_path: Path, article_index_dir: Path) -> None:
+    """`qa search ... --json | head` and `qa info DIR | head`: no BrokenPipeError traceback, status 141 as git's."""
+    argv = ["info", article_index_dir] if command == "info" else ["search", TROOPS, "--index", article_index_dir,
+                                                                  "--json"]
+    process = subprocess.Popen([str(QA), *map(str, argv)], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    process.stdout.close()  # the reader is gone before qa writes a byte, as `head` is after its lines
+    _, err = process.communicate(timeout=300)
+    assert err.decode() == ""
+    assert process.returncode == 141
+
+
+@pytest.mark.parametrize(("command", "field"), [("ask", "question"), ("search", "query")])
+def test_question_with_a_byte_that_is_not_utf8_is_cleaned(command: str, field: str, tmp_path: Path,
+                                                          article_index_dir: Path) -> None:
+    """`qa ask "$(printf 'Who is \\xff Haftar?')"`: a warning naming the byte, then the answer, no traceback."""
+    argv = [str(QA), command, b"Who is Khalifa \xff Haftar?", "--index", str(article_index_dir), "--json"]
+    result = subprocess.run(argv, cwd=tmp_path, capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stderr.decode().splitlines() == [
+        f"qa: warning: the {field} has bytes that are not UTF-8 (0xff); they were left out"]
+    output = json.loads(result.stdout)
+    assert output[field] == "Who is Khalifa  Haftar?"
+    if command == "ask":
+        check_ask_schema(output)
+        assert output["found"] is True
+    else:
+        check_search_schema(output)
+        assert output["passages"]
+
+
+@pytest.mark.parametrize("command", ["ask", "search"])
+def test_lone_surrogate_in_the_question_is_dropped(command: str, capsys: pytest.CaptureFixture[str],
+                                                   article_index_dir: Path) -> None:
+    """Half an emoji (from a client that cut a UTF-16 pair) made the tokenizer raise TypeError; `check_question`
+    drops it on every path."""
+    code, out, err = run(capsys, command, "Who is Khalifa Haftar?\ud83d", "--index", article_index_dir, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["question" if command == "ask" else "query"] == "Who is Khalifa Haftar?"
+
+
+def test_history_with_a_lone_surrogate_is_cleaned(capsys: pytest.CaptureFixture[str], article_index_dir: Path,
+                                                 tmp_path: Path) -> None:
+    history = tmp_path / "history.json"
+    history.write_text('[["Who is Khalifa Haftar? \\ud800", "A general."]]', encoding="utf-8")
+    code, out, err = run(capsys, "ask", "What does he control?", "--index", article_index_dir, "--history", history,
+                         "--json")
+    assert code == 0, err
+    check_ask_schema(json.loads(out))
+
+
 INDEX_INPUTS = {
     "unsupported type": ("slides.docx", b"PK\x03\x04 zipped"),
     "binary text": ("dump.txt", b"\x7fELF\x02\x01\x01\x00\x00\x00"),
