@@ -3,12 +3,22 @@
 Sentences come from pysbd (rule-based, English abbreviations handled, no
 model download). pysbd sees one block at a time: text is first cut into
 blocks at blank lines, indented lines, list items and headings, so a photo
-caption or a boilerplate line does not glue onto the next paragraph; `\r\n`
-and `\r` count as line breaks like `\n`. pysbd slows down super-linearly on
-long inputs, so a block over `_MAX_BLOCK_CHARS` is cut further at a likely
-sentence end. Newlines inside a block become spaces before segmentation,
-which keeps every offset valid. Each sentence and chunk records `start`/`end`
-such that `document.text[start:end]` is exactly its text.
+caption or a boilerplate line does not glue onto the next paragraph and no
+sentence runs across a paragraph break. A blank line may hold spaces of any
+kind (no-break, ideographic, zero-width); `\r\n`, `\r` and the other Unicode
+line separators count as line breaks like `\n`, and a form feed or U+2029
+ends a paragraph by itself.
+
+Markdown (and plain text written like it) has structure that is not text to
+quote: a heading is a sentence of its own, and the markers `#`, `-`, `*`,
+`+`, `1.`, `>` and thematic breaks (`---`) lie outside every sentence, so a
+citation quotes "Pressure", not "## Pressure Road bikes...".
+
+pysbd slows down super-linearly on long inputs, so a block over
+`_MAX_BLOCK_CHARS` is cut further at a likely sentence end. Line breaks
+inside a block become spaces before segmentation, which keeps every offset
+valid. Each sentence and chunk records `start`/`end` such that
+`document.text[start:end]` is exactly its text.
 """
 
 from __future__ import annotations
@@ -21,13 +31,35 @@ from functools import lru_cache
 from .config import Settings
 from .documents import Document
 
-# A line break: Unix, Windows or old Mac. `\r(?!\n)` keeps `\r\n` one break, not two.
-_NEWLINE = r"(?:\r\n|\r(?!\n)|\n)"
+# A line break: Unix, Windows, old Mac, or a Unicode one (vertical tab, NEL, U+2028 and the
+# separators `str.splitlines` knows). `\r(?!\n)` keeps `\r\n` one break, not two.
+_NEWLINE = r"(?:\r\n|\r(?!\n)|[\n\v\x1c-\x1e\x85\u2028])"
+# A form feed (a page break) or U+2029 (paragraph separator) ends a paragraph on its own.
+_PARAGRAPH = r"[\f\u2029]"
+# Characters that show nothing: zero-width spaces and joiners, word joiner, a stray byte-order mark.
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
+# Space within a line: any whitespace but a line break (so no-break and ideographic spaces too), or invisible.
+_GAP = rf"(?:[^\S\n\r\v\f\x1c-\x1e\x85\u2028\u2029]|[{_INVISIBLE}])"
 # A newline starts a new block when the next line is blank, indented,
 # a list item or heading, or when the line before it ends with a colon.
 _BLOCK_BREAK = re.compile(
-    rf"{_NEWLINE}(?=[ \t]*{_NEWLINE}|[ \t]+\S|[#>*+-]|\d+[.)]\s)|(?<=:)[ \t]*{_NEWLINE}"
+    rf"{_PARAGRAPH}|{_NEWLINE}(?={_GAP}*(?:{_NEWLINE}|{_PARAGRAPH})|[ \t]+\S|[#>*+-]|\d+[.)]\s)"
+    rf"|(?<=:)[ \t]*{_NEWLINE}"
 )
+_LINE_END = re.compile(_NEWLINE)
+# What pysbd must see as plain spaces (same length, so offsets stay valid).
+_AS_SPACES = str.maketrans(dict.fromkeys("\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029", " "))
+# Markdown structure. An ATX heading: one to six '#' and a space (or nothing) after them.
+_HEADING = re.compile(r"#{1,6}(?=[ \t\r\n\v\x85\u2028]|$)")
+# The optional closing '#'s of a heading line ("## Pressure ##").
+_HEADING_CLOSE = re.compile(r"(?:^|[ \t]+)#+[ \t]*$")
+# Blockquote and list markers before the text of a block: "> ", "- ", "* ", "+ ", "1. ", "2) ", "- [x] ".
+_MARKER = re.compile(r"(?:>[ \t]?)*(?:(?:[-*+]|\d{1,9}[.)])(?:[ \t]+|$))?(?:\[[ xX]\][ \t]+)?")
+# Lines that are only markup: thematic breaks ("---", "* * *", "___") or setext underlines ("===", "--").
+_RULE_LINE = r"[ \t]*(?:(?:-[ \t]*)+|(?:\*[ \t]*){3,}|(?:_[ \t]*){3,}|(?:=[ \t]*)+)"
+_RULE = re.compile(rf"{_RULE_LINE}(?:{_NEWLINE}{_RULE_LINE})*")
+# A setext underline under a paragraph: the lines above it are a heading.
+_UNDERLINE = re.compile(rf"{_NEWLINE}[ \t]*=+[ \t]*(?={_NEWLINE}|$)")
 # pysbd's time grows faster than linearly with its input (80 KB in one call
 # takes seconds), so no block handed to it is longer than this.
 _MAX_BLOCK_CHARS = 5_000
@@ -81,9 +113,17 @@ def split_sentences(document: Document, *, max_tokens: int = 200) -> list[Senten
     punctuation, tables) are cut at whitespace so each fits the model.
     """
     text = document.text
+    sentences = _sentences(document, _blocks(text), max_tokens)
+    if not sentences:  # nothing but markup ("---"): quote the markup rather than have no sentence
+        sentences = _sentences(document, _blocks(text, structure=False), max_tokens)
+    return sentences
+
+
+def _sentences(document: Document, blocks: Iterable[tuple[int, int]], max_tokens: int) -> list[Sentence]:
+    text = document.text
     sentences: list[Sentence] = []
-    for block_start, block_end in _blocks(text):
-        block = text[block_start:block_end].replace("\n", " ").replace("\r", " ")
+    for block_start, block_end in blocks:
+        block = text[block_start:block_end].translate(_AS_SPACES)
         cursor = 0
         block_first = len(sentences)
         for piece in _segmenter().segment(block):
@@ -134,13 +174,41 @@ def _tokens_for(pieces: int) -> int:
     return int(pieces * 1.2) + 1
 
 
-def _blocks(text: str) -> Iterator[tuple[int, int]]:
-    """Spans of non-blank text between block breaks, trimmed, none over `_MAX_BLOCK_CHARS`."""
+def _blocks(text: str, *, structure: bool = True) -> Iterator[tuple[int, int]]:
+    """Spans of non-blank text between block breaks, trimmed, none over `_MAX_BLOCK_CHARS`.
+
+    With `structure`, Markdown markup is left out of the spans and a heading is a span of its own.
+    """
     position = 0
-    for match in _BLOCK_BREAK.finditer(text):
-        yield from _capped(text, position, match.start())
-        position = match.end()
-    yield from _capped(text, position, len(text))
+    for match in [*_BLOCK_BREAK.finditer(text), None]:
+        end = match.start() if match else len(text)
+        for start, stop in _structure(text, position, end) if structure else _trimmed(text, position, end):
+            yield from _capped(text, start, stop)
+        position = match.end() if match else end
+
+
+def _structure(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """The text of one block without its Markdown markup: a heading line (ATX, or setext over `===`) as a span
+    of its own, then the rest; blockquote and list markers left out; a thematic break left out entirely."""
+    for first, last in _trimmed(text, start, end):
+        if _RULE.fullmatch(text, first, last):
+            return
+        heading = _HEADING.match(text, first, last)
+        if heading:
+            line_end = _LINE_END.search(text, heading.end(), last)
+            stop = line_end.start() if line_end else last
+            close = _HEADING_CLOSE.search(text[heading.end():stop])
+            yield from _trimmed(text, heading.end(), heading.end() + close.start() if close else stop)
+            if line_end:
+                yield from _structure(text, line_end.end(), last)
+            return
+        first = _MARKER.match(text, first, last).end()
+        underline = _UNDERLINE.search(text, first, last)
+        if underline:
+            yield from _trimmed(text, first, underline.start())
+            yield from _structure(text, underline.end(), last)
+            return
+        yield from _trimmed(text, first, last)
 
 
 def _capped(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
@@ -166,9 +234,10 @@ def _safe_cut(text: str, start: int, end: int) -> int:
 
 
 def _trimmed(text: str, start: int, end: int) -> Iterable[tuple[int, int]]:
-    while start < end and text[start].isspace():
+    """The span without whitespace or invisible characters at either end, if anything is left."""
+    while start < end and (text[start].isspace() or text[start] in _INVISIBLE):
         start += 1
-    while end > start and text[end - 1].isspace():
+    while end > start and (text[end - 1].isspace() or text[end - 1] in _INVISIBLE):
         end -= 1
     if start < end:
         yield start, end

@@ -8,10 +8,17 @@ from itertools import pairwise
 
 import pytest
 
-from qa import Document, Settings, bundled_article
+from qa import Document, Retriever, Settings, bundled_article
 from qa.chunking import _MAX_BLOCK_CHARS, Chunk, Sentence, _blocks, chunk_document, estimate_tokens, split_sentences
 
-BLANK_LINE = re.compile(r"\n[ \t\r]*\n")
+INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+
+
+def crosses_a_paragraph_break(text: str) -> bool:
+    """Whether `text` holds a blank line (spaces of any kind or invisible characters only) or a page or
+    paragraph separator, with line breaks as `str.splitlines` knows them (\\r\\n, \\r, U+2028, ...)."""
+    lines = text.splitlines()
+    return "\f" in text or "\u2029" in text or any(not line.translate(INVISIBLE).strip() for line in lines[1:-1])
 
 PARAGRAPHS = (
     "Libya Policy Review\n"
@@ -46,11 +53,14 @@ def check_sentences(document: Document, sentences: list[Sentence], max_tokens: i
         assert text[sentence.start : sentence.end] == sentence.text
         assert sentence.text and sentence.text == sentence.text.strip()
         assert estimate_tokens(sentence.text) <= max_tokens, f"sentence over the budget: {sentence.text[:80]!r}"
-        assert not BLANK_LINE.search(sentence.text), f"sentence crosses a blank line: {sentence.text!r}"
+        assert not crosses_a_paragraph_break(sentence.text), f"sentence crosses a blank line: {sentence.text!r}"
     for before, after in pairwise(sentences):
         assert before.end <= after.start, "sentences are in order and do not overlap"
     # Every visible character belongs to exactly one sentence, in order.
-    assert "".join("".join(s.text.split()) for s in sentences) == "".join(text.split())
+    def visible(t: str) -> str:
+        return "".join(t.translate(INVISIBLE).split())
+
+    assert "".join(visible(s.text) for s in sentences) == visible(text)
 
 
 def check_chunks(document: Document, sentences: list[Sentence], chunks: list[Chunk], settings: Settings) -> None:
@@ -169,6 +179,90 @@ def test_single_unpunctuated_sentence_is_one_chunk() -> None:
     assert [s.text for s in sentences] == ["a single sentence without any punctuation at all"]
     chunks = chunk_document(document, sentences, Settings())
     assert [(c.start, c.end, c.sentences) for c in chunks] == [(2, 50, (0,))]
+
+
+# -- paragraphs: a blank line ends a sentence ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "blank_line",
+    ["\n\n", "\r\n\r\n", "\r\r", "\n  \t\n", "\n\u00a0\n", "\n \u00a0 \n", "\n\u3000\n", "\n\u202f\n",
+     "\n\u200b\n", "\n\ufeff\n", "\u2029", "\n\u2028\n", "\u2028\u2028", "\f", "\n\f\n", "\n\x0b\n", "\n\x85\n"],
+    ids=repr,
+)
+@pytest.mark.parametrize(
+    "first", ["Open the tap slowly until the water is shut off.", "Open the tap slowly until the water is shut off",
+              "Call the plumber at 5 p.m.", "The valve (see p. 4"],
+)
+def test_a_blank_line_ends_a_sentence(blank_line: str, first: str) -> None:
+    """Cited spans crossed paragraphs ("...water is shut off. Last year's tomato blight...") where the blank
+    line held a no-break space, a zero-width space or a Unicode separator."""
+    text = f"{first}{blank_line}last year's tomato blight was bad."
+    document = Document(doc_id="garden", text=text)
+    sentences = split_sentences(document)
+    check_sentences(document, sentences, 200)
+    assert [s.text for s in sentences] == [first, "last year's tomato blight was bad."]
+
+
+# -- Markdown: structure, not quoted text -------------------------------------------------------------
+
+MARKDOWN = """# Bike care
+
+## Pressure
+Road bikes need 80 psi. Check it weekly.
+
+Wheels and tyres
+================
+Tubeless tyres seal small punctures.
+
+- Pump before every ride
+* Carry a spare tube
++ Oil the chain
+1. Clean the rims
+2) Replace worn pads
+- [x] Bought a torque wrench
+> Ride within your limits.
+
+* * *
+---
+### Storage ###
+Keep the bike dry.
+"""
+
+
+def test_markdown_headings_are_sentences_and_markers_are_outside_them() -> None:
+    document = Document(doc_id="bikes", text=MARKDOWN)
+    sentences = split_sentences(document)
+    assert [s.text for s in sentences] == [
+        "Bike care", "Pressure", "Road bikes need 80 psi.", "Check it weekly.", "Wheels and tyres",
+        "Tubeless tyres seal small punctures.", "Pump before every ride", "Carry a spare tube", "Oil the chain",
+        "Clean the rims", "Replace worn pads", "Bought a torque wrench", "Ride within your limits.", "Storage",
+        "Keep the bike dry.",
+    ]
+    for sentence in sentences:
+        assert MARKDOWN[sentence.start : sentence.end] == sentence.text  # offsets index the original file
+    # What no sentence covers is markup and whitespace only.
+    covered = set().union(*(range(s.start, s.end) for s in sentences))
+    left_out = "".join(ch for i, ch in enumerate(MARKDOWN) if i not in covered and not ch.isspace())
+    assert set(left_out) <= set("#=-*+>.)[]x12")
+    settings = Settings()
+    check_chunks(document, sentences, chunk_document(document, sentences, settings), settings)
+
+
+def test_markdown_file_is_searched_and_cited_without_markup(tmp_path) -> None:
+    """End to end with the real model and FAISS: the passage found for a question starts at the heading's text."""
+    path = tmp_path / "bikes.md"
+    path.write_text(MARKDOWN, encoding="utf-8")
+    retriever = Retriever.build([Document.from_path(path)])
+    best = retriever.search("What pressure do road bikes need?", k=1)[0]
+    assert MARKDOWN[best.start : best.end] == best.text
+    assert not best.text.startswith("#")
+    assert "Road bikes need 80 psi." in best.text
+
+
+def test_a_document_of_markup_only_keeps_its_text() -> None:
+    """Leaving markup out must not leave a document without sentences."""
+    assert [s.text for s in split_sentences(Document(doc_id="rule", text="---\n\n***\n"))] == ["---", "***"]
 
 
 @pytest.mark.parametrize(("chunk_sentences", "chunk_overlap"), [(3, 3), (3, 4), (1, 1), (2, -1), (0, 0)])
