@@ -323,7 +323,8 @@ def _pdf_text(name: str, data: bytes) -> str:
 
 
 def _markdown_title(text: str) -> str | None:
-    match = re.search(r"^#\s+(.+)$", text, flags=re.MULTILINE)
+    """The first level-one heading's text ("# Title" or "# Title #"), on its own line."""
+    match = re.search(r"^#[ \t]+(.+?)(?:[ \t]+#+)?[ \t]*$", text, flags=re.MULTILINE)
     return match.group(1).strip() if match else None
 
 

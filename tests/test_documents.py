@@ -220,6 +220,14 @@ def test_markdown_title_from_heading(tmp_path: Path) -> None:
     assert document.text == text
 
 
+@pytest.mark.parametrize(("text", "title"), [("# Bike care ##\n\nBody.\n", "Bike care"),
+                                            ("#\n\nNot a title.\n\n# Real title\n", "Real title")])
+def test_markdown_title_leaves_out_closing_hashes_and_stays_on_its_line(tmp_path: Path, text: str,
+                                                                       title: str) -> None:
+    path = write(tmp_path / "notes.md", text.encode())
+    assert Document.from_path(path).title == title
+
+
 def test_markdown_without_heading_is_titled_by_file_name(tmp_path: Path) -> None:
     path = tmp_path / "plain-notes.md"
     path.write_text("Just a paragraph.\n", encoding="utf-8")
