@@ -225,6 +225,23 @@ def test_index_writes_no_progress_bar_into_a_log(tmp_path: Path) -> None:
                                                   "  added 1, changed 0, removed 0, unchanged 0; embedded 2 sentences"]
 
 
+def test_index_warns_about_damaged_utf8_and_indexes_the_rest(tmp_path: Path) -> None:
+    """The issue's file: indexed as UTF-8 with U+FFFD at the broken bytes (not as "Ã(" and "â‚"), one warning line."""
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"Valid start. Then broken: \xc3\x28 and \xe2\x82 here\xe2\x80\xa6")
+    result = run_qa("index", notes, "--out", tmp_path / "idx", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == ("WARNING notes.txt: damaged UTF-8, 3 bytes are not valid (byte 0xc3 at position 26, bytes "
+                        "0xe2 0x82 at position 33); each broken spot reads as U+FFFD, the replacement character: "
+                        "repair the file to restore them")
+    assert lines[1].startswith("indexed 1 documents")
+    found = run_qa("search", "broken", "-k", "2", "--index", tmp_path / "idx", "--json", cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    texts = [p["text"] for p in json.loads(found.stdout)["passages"]]
+    assert "Valid start. Then broken: \ufffd( and \ufffd here\u2026" in texts
+
+
 # -- search ------------------------------------------------------------------------------------
 
 
