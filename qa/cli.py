@@ -46,6 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QAError as exc:
         print(f"qa: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except OSError as exc:  # the disk or the file system (full, read-only, not permitted): one line, no traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"qa: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("qa: interrupted", file=sys.stderr)
         return 130
