@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from qa import Answer, Assistant, Document, QAError, Retriever
+from qa.answer import Citation, answer_dict
 
 EXAMPLES = [
     "What did CNN report about troop numbers?",
@@ -129,12 +130,18 @@ def message(exc: Exception) -> str:
 
 def as_dict(answer: Answer) -> dict:
     """The JSON shape of `qa ask --json`."""
-    return {
-        "question": answer.question, "answer": answer.text, "found": answer.found, "query": answer.query,
-        "citations": [{"n": c.n, "doc_id": c.doc_id, "title": c.title, "start": c.start, "end": c.end,
-                       "text": c.text, "score": c.score, "context_start": c.context_start,
-                       "context_end": c.context_end} for c in answer.citations],
-    }
+    return answer_dict(answer)
+
+
+def confidence_words(confidence: float) -> str:
+    """How likely citation [1] answers, in words a reader understands."""
+    if confidence >= 0.85:
+        return "very likely right"
+    if confidence >= 0.6:
+        return "likely right"
+    if confidence >= 0.4:
+        return "may be right: check the source"
+    return "unsure: check the source"
 
 
 # -- rendering ------------------------------------------------------------------------------------------
@@ -150,7 +157,13 @@ def answer_html(turn: int, answer: Answer) -> str:
             return match.group(0)
         return f'<span class="qa-marker qa-t{turn} qa-n{n}" title="Show source {n}">[{n}]</span>'
 
-    return re.sub(r"\[(\d+)\]", marker, esc(answer.text))
+    text = re.sub(r"\[(\d+)\]", marker, esc(answer.text))
+    if not answer.found:
+        return text
+    lead = f"<strong>{esc(flat(answer.phrase.text))}</strong><br>" if answer.phrase is not None else ""
+    note = (f'<div class="qa-confidence" title="calibrated probability that source [1] answers">'
+            f'{confidence_words(answer.confidence)} ({answer.confidence:.0%})</div>')
+    return lead + text + note
 
 
 def flat(text: str) -> str:
@@ -167,6 +180,16 @@ def document_view(document: Document, start: int, end: int) -> str:
 
     return (("… " if left else "") + tidy(text[left:start]).lstrip() + f"<mark>{tidy(text[start:end])}</mark>"
             + tidy(text[end:right]).rstrip() + (" …" if right < len(text) else ""))
+
+
+def marked(citation: Citation, answer: Answer) -> str:
+    """The cited text, escaped, with the short answer in bold where it lies inside it."""
+    phrase = answer.phrase
+    if phrase is None or phrase.doc_id != citation.doc_id or not citation.start <= phrase.start < citation.end:
+        return esc(flat(citation.text))
+    at, to = phrase.start - citation.start, phrase.end - citation.start
+    return (f"{esc(flat(citation.text[:at]))} <strong class=\"qa-phrase\">{esc(flat(citation.text[at:to]))}"
+            f"</strong> {esc(flat(citation.text[to:]))}").strip()
 
 
 def sources_html(turn: int, answer: Answer, corpus: Retriever) -> str:
@@ -189,7 +212,7 @@ def sources_html(turn: int, answer: Answer, corpus: Retriever) -> str:
             f'<div class="qa-source" id="qa-src-{turn}-{c.n}" data-cite="{turn}-{c.n}" title="Show in the document">'
             f'<div><span class="qa-num">[{c.n}]</span> <span class="qa-title">{esc(c.title)}</span></div>'
             f'<div class="qa-where">characters {c.start}–{c.end} of {len(document.text)}</div>'
-            f'<div class="qa-context">{esc(flat(c.context[:at]))} <mark>{esc(flat(c.context[at:to]))}</mark> '
+            f'<div class="qa-context">{esc(flat(c.context[:at]))} <mark>{marked(c, answer)}</mark> '
             f'{esc(flat(c.context[to:]))}</div>'
             f'<details class="qa-viewer"><summary>Show in document</summary>'
             f'<div class="qa-doc">{document_view(document, c.start, c.end)}</div></details></div>'

@@ -4,7 +4,7 @@
     answer = Assistant(Retriever.default()).ask("What did CNN report about troop numbers?")
 """
 
-from .answer import Answer, Assistant, Citation
+from .answer import Answer, Assistant, Citation, Phrase
 from .config import Settings
 from .documents import Document, bundled_article
 from .errors import (
@@ -31,6 +31,7 @@ __all__ = [
     "InvalidQuestionError",
     "ModelUnavailableError",
     "Passage",
+    "Phrase",
     "QAError",
     "Retriever",
     "Settings",

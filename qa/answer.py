@@ -1,45 +1,46 @@
-"""Answering: pick the sentences that answer a question and cite them.
+"""Answering: rank the candidate sentences, cite the ones that answer, lead with the short answer.
 
 The composer is extractive, so every claim is the document's own words:
-1. Candidates. The sentences of the retriever's best passages for the
-   question, and the first and last sentences of the best document, where
-   most documents say what they are, who wrote them and where they appeared.
-   In a conversation the question is also searched together with the
-   previous question, and the sentences the previous answer cited, each with
-   the sentence after it, are candidates too: a follow-up often asks about
-   what was just said, or about what comes next.
-2. Ranking. The learned answer ranker (`qa.ranker`) gives every candidate
-   the probability that it answers: it reads the question (with the previous
-   one), the sentence and its document's title, and weighs retrieval
-   evidence and whether the sentence was just cited. A document's title and
-   author lines are ranked like any sentence, so questions about the
-   document itself are answered the same way.
-3. Refusing. When the ranker's probability that the document answers is
-   below its calibrated threshold, the answer says the document does not
-   say, and nothing is cited as support.
-4. Citing. The most probable sentence is cited first; more follow while the
-   chance that none of the cited sentences answers is above
-   1 - `Settings.cite_confidence`. Chosen sentences that are neighbours in a
-   document are cited as one span.
+1. Candidates come from the retrieval side in one call
+   (`qa.candidates.find_candidates`).
+2. History only for follow-ups. A question is first asked alone. The
+   previous turn joins it only when the question refers back to something
+   it does not name (a third-person pronoun or demonstrative, or an opening
+   such as "and" or "what about"), or when the question alone cannot be
+   answered and the conversation makes it answerable. So a standalone
+   question keeps its citations after an unrelated turn.
+3. Questions about the document itself (who wrote it, where it appeared,
+   what it recommends, what it is about) are answered from the document's
+   own frame lines (`qa.frame`).
+4. Ranking. The learned answer ranker (`qa.ranker`) gives every candidate
+   the probability that it answers, and the probability that the document
+   answers at all. Below its calibrated threshold the answer says the
+   document does not say, and nothing is cited as support.
+5. Citing. The most probable sentence is cited first. Another is cited only
+   when it adds support the first lacks: the first is not yet convincing
+   (the chance that none cited answers is above 1 - `cite_confidence`) and
+   the other is nearly as likely (at least `cite_ratio` of the first's
+   probability). Chosen neighbours in a document are cited as one span.
+6. The short answer. The cross-encoder also marks the phrase inside
+   citation [1] that answers (a span of its words); it leads the answer when
+   its calibrated probability of being right is at least one half.
+7. Confidence is the calibrated probability that citation [1] answers.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
-
+from .candidates import Candidates, find_candidates, normalise
 from .config import Settings
-from .lexical import terms
-from .ranker import AnswerRanker, Evidence, load_ranker
+from .frame import frame_answer
+from .ranker import AnswerRanker, Ranking, Span, load_ranker
 from .retrieval import Passage, Retriever, Where, check_question
 
 NOT_FOUND = "The document does not say. I could not find a passage that answers this question."
-
-_MARKER = re.compile(r"\s*\[\d+\]")
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,9 @@ class Citation:
 
     `context_start`/`context_end` locate the chunk in the document, so the
     cited span sits at `start - context_start` inside `context`. `score` is
-    the ranker's probability that the span's best sentence answers.
+    the ranker's probability that the span's best sentence answers. `also_in`
+    names other documents that hold the same sentence word for word (a copy
+    of a file): it is cited once.
     """
 
     n: int
@@ -61,6 +64,22 @@ class Citation:
     context: str
     context_start: int
     context_end: int
+    also_in: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """The short answer inside citation [1]: `text == document.text[start:end]`.
+
+    `score` is the calibrated probability that it is the answer (token F1 of
+    at least 0.5 against an answer a person would give, as SQuAD measures it).
+    """
+
+    text: str
+    doc_id: str
+    start: int
+    end: int
+    score: float
 
 
 @dataclass(frozen=True)
@@ -72,10 +91,14 @@ class Answer:
         text: the answer, with markers [n] after each cited sentence.
         found: False when the document does not answer; then `citations` is empty.
         citations: numbered supports, [1] first.
-        query: the text searched (in a conversation, the question with the previous question).
+        query: the text searched (with the previous question when the question leans on it).
         closest: when not found, the nearest passages, which do not answer.
-        confidence: the ranker's calibrated probability that the document answers the question;
-            below the model's threshold the assistant refuses.
+        confidence: the calibrated probability that citation [1] answers the question (when not found, that
+            the best candidate would have).
+        phrase: the short answer inside citation [1], or None when the model is unsure of one.
+        follow_up: whether the previous turn was used (the question leans on it).
+        answerable: the ranker's calibrated probability that the documents answer the question; the
+            assistant refuses below the model's threshold (`Settings.min_answerable` overrides it).
     """
 
     question: str
@@ -85,27 +108,36 @@ class Answer:
     query: str = ""
     closest: tuple[Passage, ...] = ()
     confidence: float = 0.0
+    phrase: Phrase | None = None
+    follow_up: bool = False
+    answerable: float = 0.0
 
 
-@dataclass(frozen=True)
-class Candidates:
-    """The sentences a question's answer is chosen from, and what retrieval says of each.
+def answer_dict(answer: Answer) -> dict[str, Any]:
+    """The JSON shape of an answer, as `qa ask --json` and the HTTP API give it."""
+    phrase = answer.phrase
+    return {
+        "question": answer.question, "answer": answer.text, "found": answer.found, "query": answer.query,
+        "phrase": None if phrase is None else {"text": phrase.text, "doc_id": phrase.doc_id, "start": phrase.start,
+                                               "end": phrase.end, "score": phrase.score},
+        "confidence": answer.confidence, "answerable": answer.answerable, "follow_up": answer.follow_up,
+        "citations": [{"n": c.n, "doc_id": c.doc_id, "title": c.title, "start": c.start, "end": c.end,
+                       "text": c.text, "score": c.score, "context_start": c.context_start,
+                       "context_end": c.context_end, "also_in": list(c.also_in)} for c in answer.citations],
+    }
 
-    Attributes:
-        sentences: sentence ids in the retriever, in retrieval order.
-        evidence: one `Evidence` per sentence.
-        passages: the best passage holding each sentence (for its context).
-        ranked: the retrieved passages, best first.
-        query: the text searched.
-        previous_question: the question before, in a conversation.
-    """
 
-    sentences: tuple[int, ...]
-    evidence: tuple[Evidence, ...]
-    passages: tuple[Passage, ...]
-    ranked: tuple[Passage, ...]
-    query: str
-    previous_question: str | None
+_REFERS_BACK = re.compile(
+    r"\b(it|its|they|them|their|theirs|he|him|his|she|her|hers|these|those)\b"
+    r"|^\s*(and|but|so|also|then|what about|how about|why|why not|how so|really)\b"
+    r"|\b(this|that)\s*\??$",
+    re.IGNORECASE)
+
+
+def refers_back(question: str) -> bool:
+    """Whether the question points at something it does not name: a third-person pronoun, a closing
+    "this"/"that", or an opening that continues a conversation ("And …", "What about …", "Why?")."""
+    return bool(_REFERS_BACK.search(question))
 
 
 class Assistant:
@@ -117,29 +149,94 @@ class Assistant:
         self.settings = settings or retriever.settings
         self.ranker = ranker or load_ranker(threads=self.settings.query_threads)
 
+    @property
+    def threshold(self) -> float:
+        """P(the document answers) below which the assistant refuses."""
+        return self.ranker.min_answerable if self.settings.min_answerable is None else self.settings.min_answerable
+
     def ask(self, question: str, history: Sequence[tuple[str, str]] = (), *, where: Where = None) -> Answer:
         """Answer `question`; `history` holds earlier (question, answer text) turns, oldest first;
         `where` limits the answer to some documents (see `Retriever.allowed`)."""
         question = check_question(question, self.settings)
+        framed = frame_answer(self.retriever, question, where=where)
+        if framed is not None:
+            return self._answer(question, framed.candidates, framed.chosen, None, confidence=framed.confidence,
+                                answerable=framed.confidence)
+        leans = bool(history) and refers_back(question)
+        found, ranking = self._rank(question, history if leans else (), where)
+        if history and not leans and ranking.answerable < self.threshold:
+            # The question alone is not answered: maybe it leans on the conversation ("How many troops?").
+            with_history, ranked = self._rank(question, history, where)
+            if ranked.answerable > ranking.answerable:
+                found, ranking, leans = with_history, ranked, True
+        if not found.sentences or ranking.answerable < self.threshold:
+            confidence = self._confidence(ranking)
+            return Answer(question, NOT_FOUND, False, (), found.query, found.ranked, confidence, None, leans,
+                          round(ranking.answerable, 4))
+        probabilities, copies = self._without_copies(found, ranking)
+        chosen = cited(probabilities, self.settings.max_citations, self.settings.cite_confidence,
+                       self.settings.cite_ratio)
+        pairs = [(found.sentences[ranking.read[i]], float(ranking.probabilities[i])) for i in chosen]
+        best = chosen[0]
+        span = ranking.spans[best] if ranking.spans else None
+        phrase = self._phrase(found.sentences[ranking.read[best]], span, float(ranking.probabilities[best]))
+        return self._answer(question, found, pairs, phrase, confidence=self._confidence(ranking), follow_up=leans,
+                            answerable=ranking.answerable, copies=copies)
+
+    def _without_copies(self, found: Candidates, ranking: Ranking) -> tuple[list[float], dict[int, list[str]]]:
+        """The probabilities with every repeat of a sentence (the same words in another document) set to 0,
+        and, by sentence id, the documents that repeat it."""
+        sentences = self.retriever.sentences
+        probabilities = ranking.probabilities.tolist()
+        first: dict[str, int] = {}
+        copies: dict[int, list[str]] = {}
+        for i in sorted(range(len(probabilities)), key=lambda i: -probabilities[i]):
+            sentence_id = found.sentences[ranking.read[i]]
+            words = normalise(sentences[sentence_id].text)
+            if words in first:
+                probabilities[i] = 0.0
+                copies.setdefault(first[words], []).append(sentences[sentence_id].doc_id)
+            else:
+                first[words] = sentence_id
+        return probabilities, copies
+
+    def _rank(self, question: str, history: Sequence[tuple[str, str]], where: Where) -> tuple[Candidates, Ranking]:
         found = find_candidates(self.retriever, question, history, self.settings, where=where)
-        if not found.sentences:
-            return Answer(question, NOT_FOUND, False, (), found.query, found.ranked, 0.0)
         retriever = self.retriever
         texts = [retriever.sentences[i].text for i in found.sentences]
         titles = [retriever.document(retriever.sentences[i].doc_id).title for i in found.sentences]
         ranking = self.ranker.rank(question, texts, titles, found.evidence, previous_question=found.previous_question,
                                    size=self.settings.rerank_sentences)
-        threshold = self.settings.min_answerable
-        if ranking.answerable < (self.ranker.min_answerable if threshold is None else threshold):
-            return Answer(question, NOT_FOUND, False, (), found.query, found.ranked, ranking.answerable)
-        chosen = self.ranker.cited(ranking.probabilities, self.settings.max_citations,
-                                   self.settings.cite_confidence)
-        citations = self._cite(found, [(found.sentences[ranking.read[i]], float(ranking.probabilities[i]))
-                                       for i in chosen])
-        text = " ".join(f"{normalise(c.text)} [{c.n}]" for c in citations)
-        return Answer(question, text, True, tuple(citations), found.query, (), ranking.answerable)
+        return found, ranking
 
-    def _cite(self, found: Candidates, chosen: list[tuple[int, float]]) -> list[Citation]:
+    def _confidence(self, ranking: Ranking) -> float:
+        if not len(ranking.probabilities):
+            return 0.0
+        return round(self.ranker.confidence(float(ranking.probabilities.max()), ranking.answerable), 4)
+
+    def _phrase(self, sentence_id: int, span: Span | None, probability: float) -> Phrase | None:
+        """The span as a `Phrase` of the document, if the model is sure enough of it."""
+        if span is None:
+            return None
+        score = self.ranker.phrase_probability(span, probability)
+        if score < (self.ranker.min_phrase if self.settings.min_phrase is None else self.settings.min_phrase):
+            return None
+        sentence = self.retriever.sentences[sentence_id]
+        start, end = collapsed_to_original(sentence.text, span.start, span.end)
+        document = self.retriever.document(sentence.doc_id)
+        start, end = sentence.start + start, sentence.start + end
+        return Phrase(document.text[start:end], sentence.doc_id, start, end, round(score, 4))
+
+    def _answer(self, question: str, found: Candidates, chosen: list[tuple[int, float]], phrase: Phrase | None, *,
+                confidence: float, answerable: float, follow_up: bool = False,
+                copies: dict[int, list[str]] | None = None) -> Answer:
+        citations = self._cite(found, chosen, copies or {})
+        text = " ".join(f"{normalise(c.text)} [{c.n}]" for c in citations)
+        return Answer(question, text, True, tuple(citations), found.query, (), confidence, phrase, follow_up,
+                      round(answerable, 4))
+
+    def _cite(self, found: Candidates, chosen: list[tuple[int, float]], copies: dict[int, list[str]]
+              ) -> list[Citation]:
         """Citations for the chosen (sentence id, probability) pairs, best first.
 
         Chosen sentences that stand next to each other in a document are cited
@@ -158,116 +255,51 @@ class Assistant:
             context_start, context_end = min(passage.start, first.start), max(passage.end, last.end)
             citations.append(Citation(n, first.doc_id, document.title, first.start, last.end,
                                       document.text[first.start:last.end], round(best[1], 4),
-                                      document.text[context_start:context_end], context_start, context_end))
+                                      document.text[context_start:context_end], context_start, context_end,
+                                      tuple(dict.fromkeys(d for i, _ in span for d in copies.get(i, ())))))
         return citations
 
 
-def find_candidates(retriever: Retriever, question: str, history: Sequence[tuple[str, str]], settings: Settings,
-                    *, where: Where = None) -> Candidates:
-    """The candidate sentences for `question` and their evidence (see the module docstring, step 1)."""
-    question_vector = retriever.embedder.embed_query(question)
-    rankings = [retriever.rank(question, question_vector, k=settings.answer_passages, where=where)]
-    previous_question, query, cited = None, question, []
-    if history:
-        previous_question, previous_answer = history[-1]
-        query = f"{question} {previous_question}"
-        query_vector = retriever.embedder.embed_query(query)
-        rankings.append(retriever.rank(query, query_vector, k=settings.answer_passages,
-                                       where=where))
-        cited = cited_sentences(retriever, previous_answer)
-    passage_of: dict[int, tuple[Passage, float]] = {}
-    best = [max((p.score for p in passages), default=0.0) or 1.0 for passages in rankings]
-    interleaved = [(passage, passage.score / best[r]) for rank in range(settings.answer_passages)
-                   for r, passages in enumerate(rankings) if rank < len(passages) for passage in [passages[rank]]]
-    for passage, relative in interleaved:
-        for sentence_id in retriever.chunk_sentences[passage.chunk].tolist():
-            if sentence_id not in passage_of and len(passage_of) < settings.answer_candidates:
-                passage_of[sentence_id] = (passage, relative)
-    cited_set = set(cited)
-    extra = [i for s in cited for i in (s, s + 1) if i < len(retriever.sentences)
-             and retriever.sentences[i].doc_id == retriever.sentences[s].doc_id]
-    edges: set[int] = set()
-    if rankings[0] and settings.document_edges:
-        document = retriever.sentence_ids(rankings[0][0].doc_id)
-        first, last = settings.document_edges
-        edges = {*document[:first], *document[max(first, len(document) - last):]}
-        extra += sorted(edges)
-    sentence_ids = list(passage_of) + [i for i in dict.fromkeys(extra) if i not in passage_of]
-    # A follow-up's evidence is the stronger of what the question says alone and what it says
-    # together with the previous question ("Is it gone?" means the group of the last answer).
-    queries = [(terms([question])[0], question_vector)]
-    if history:
-        queries.append((terms([query])[0], query_vector))
-    evidence, passages = [], []
-    for sentence_id in sentence_ids:
-        passage, relative = passage_of.get(sentence_id) or (sentence_passage(retriever, sentence_id), 0.0)
-        found = [sentence_evidence(retriever, sentence_id, query_terms, vector, relative,
-                                   cited_before=sentence_id in cited_set, follows_cited=sentence_id - 1 in cited_set,
-                                   edge=sentence_id in edges) for query_terms, vector in queries]
-        evidence.append(_stronger(found))
-        passages.append(passage)
-    return Candidates(tuple(sentence_ids), tuple(evidence), tuple(passages), tuple(rankings[0]), normalise(query),
-                      previous_question)
+def cited(probabilities: Sequence[float], limit: int, confidence: float, ratio: float) -> list[int]:
+    """Which candidates to cite, best first: the most probable; then each next one while the chance that
+    none of those chosen answers is above 1 - `confidence` and it is at least `ratio` times as probable
+    as the first (at most `limit`)."""
+    order = sorted(range(len(probabilities)), key=lambda i: -probabilities[i])[:limit]
+    chosen: list[int] = []
+    missed = 1.0
+    for i in order:
+        if chosen and (1.0 - missed >= confidence or probabilities[i] < ratio * probabilities[chosen[0]]):
+            break
+        chosen.append(i)
+        missed *= 1.0 - float(probabilities[i])
+    return chosen
 
 
-def _stronger(evidence: list[Evidence]) -> Evidence:
-    """The per-field maximum of one sentence's evidence against several queries."""
-    if len(evidence) == 1:
-        return evidence[0]
-    first = evidence[0]
-    return dataclasses.replace(first, dense=max(e.dense for e in evidence), overlap=max(e.overlap for e in evidence),
-                               overlap_with_previous=max(e.overlap_with_previous for e in evidence))
-
-
-def sentence_evidence(retriever: Retriever, sentence_id: int, query_terms: list[str], query_vector: np.ndarray,
-                      passage: float, *, cited_before: bool = False, follows_cited: bool = False,
-                      edge: bool = False) -> Evidence:
-    """Retrieval evidence for one sentence (see `qa.ranker.Evidence`)."""
-    sentence_terms = retriever.sentence_terms[sentence_id]
-    weights = retriever.term_weights
-    sentences = retriever.sentences
-    previous = sentence_id - 1
-    with_previous = sentence_terms
-    if previous >= 0 and sentences[previous].doc_id == sentences[sentence_id].doc_id:
-        with_previous = sentence_terms + retriever.sentence_terms[previous]
-    return Evidence(
-        dense=float(retriever.sentence_vectors[sentence_id] @ query_vector),
-        overlap=weights.overlap(query_terms, sentence_terms),
-        overlap_with_previous=weights.overlap(query_terms, with_previous),
-        passage=passage,
-        cited_before=float(cited_before),
-        follows_cited=float(follows_cited),
-        edge=float(edge),
-    )
-
-
-def cited_sentences(retriever: Retriever, answer_text: str) -> list[int]:
-    """Ids of the sentences an earlier answer's text quotes (the spans between its [n] markers)."""
-    found: list[int] = []
-    for span in _MARKER.split(answer_text):
-        span = normalise(span)
-        if not span or span.startswith(normalise(NOT_FOUND)):
-            continue
-        _, by_sentence, _ = retriever.lexical.scores(span)
-        for sentence_id in np.argsort(-by_sentence)[:8].tolist():
-            if by_sentence[sentence_id] > 0 and normalise(retriever.sentences[sentence_id].text) in span:
-                found.append(int(sentence_id))
-    return sorted(set(found))
-
-
-def sentence_passage(retriever: Retriever, sentence_id: int) -> Passage:
-    """The chunk that holds a sentence, as a passage (for sentences that no search returned)."""
-    return retriever.passage(int(retriever.sentence_chunk[sentence_id]))
+def collapsed_to_original(text: str, start: int, end: int) -> tuple[int, int]:
+    """Offsets in `" ".join(text.split())` mapped back to offsets in `text`."""
+    positions: list[int] = []
+    for match in re.finditer(r"\S+", text):
+        if positions:
+            positions.append(match.start() - 1)  # the collapsed space stands for the gap before this word
+        positions.extend(range(match.start(), match.end()))
+    if not positions:
+        return 0, 0
+    start = positions[min(start, len(positions) - 1)]
+    end = positions[min(end, len(positions)) - 1] + 1 if end > 0 else start
+    return start, max(start, end)
 
 
 def neighbour_runs(retriever: Retriever, chosen: list[tuple[int, float]]) -> list[list[tuple[int, float]]]:
     """`chosen` (sentence id, probability), best first, grouped into runs of consecutive sentences of one
-    document; each run in document order, the runs in the order of their best sentence."""
+    paragraph; each run in document order, the runs in the order of their best sentence. A blank line
+    between two sentences keeps them apart: a cited span never crosses paragraphs."""
     sentences = retriever.sentences
     runs: list[list[tuple[int, float]]] = []
     for item in sorted(chosen):
         previous = runs[-1][-1][0] if runs else -2
-        if item[0] == previous + 1 and sentences[item[0]].doc_id == sentences[previous].doc_id:
+        if (item[0] == previous + 1 and sentences[item[0]].doc_id == sentences[previous].doc_id
+                and not _PARAGRAPH_BREAK.search(retriever.document(sentences[item[0]].doc_id).text,
+                                                sentences[previous].end, sentences[item[0]].start)):
             runs[-1].append(item)
         else:
             runs.append([item])
@@ -275,6 +307,4 @@ def neighbour_runs(retriever: Retriever, chosen: list[tuple[int, float]]) -> lis
     return sorted(runs, key=lambda run: min(rank[item[0]] for item in run))
 
 
-def normalise(text: str) -> str:
-    """Whitespace collapsed to single spaces."""
-    return " ".join(text.split())
+_PARAGRAPH_BREAK = re.compile(r"\n[^\S\n]*\n")

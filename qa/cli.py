@@ -156,7 +156,7 @@ def _retriever(index: str | None) -> Any:
 
 
 def _ask(args: argparse.Namespace) -> int:
-    from .answer import Assistant
+    from .answer import Assistant, answer_dict
     from .config import Settings
     from .retrieval import check_question
 
@@ -164,18 +164,10 @@ def _ask(args: argparse.Namespace) -> int:
     history = _read_history(args.history) if args.history else []
     answer = Assistant(_retriever(args.index)).ask(args.question, history=history, where=args.where)
     if args.json:
-        _print_json({
-            "question": answer.question,
-            "answer": answer.text,
-            "found": answer.found,
-            "query": answer.query,
-            "citations": [
-                {"n": c.n, "doc_id": c.doc_id, "title": c.title, "start": c.start, "end": c.end, "text": c.text,
-                 "score": c.score, "context_start": c.context_start, "context_end": c.context_end}
-                for c in answer.citations
-            ],
-        })
+        _print_json(answer_dict(answer))
         return 0
+    if answer.phrase is not None:
+        print(f"Short answer: {' '.join(answer.phrase.text.split())}")
     print(answer.text)
     for c in answer.citations:
         print(f"\n[{c.n}] {c.title} (characters {c.start}-{c.end})\n    {' '.join(c.text.split())}")

@@ -50,8 +50,12 @@ class Settings:
         max_citations: most sentences an answer cites.
         cite_confidence: further sentences are cited while the ranker's chance that none of the cited
             ones answers is above 1 - this.
+        cite_ratio: and only sentences at least this share as likely to answer as citation [1]: a sentence
+            much less likely than the first adds no support a reader needs.
         min_answerable: the assistant refuses when the ranker's probability that the document answers
             is below this; None takes the threshold calibrated with the model (`qa train`).
+        min_phrase: the short answer is shown when its calibrated probability of being right is at least this;
+            None takes the model's (one half).
         max_question_chars: longer questions are rejected with a clear error.
         query_threads: torch CPU threads for embedding one query (default 1, or $QA_QUERY_THREADS,
             or $QA_THREADS); more threads collapse when other processes share the cores (`qa.threads`).
@@ -82,7 +86,9 @@ class Settings:
     document_edges: tuple[int, int] = (1, 1)
     max_citations: int = 3
     cite_confidence: float = 0.9
+    cite_ratio: float = 0.5
     min_answerable: float | None = None
+    min_phrase: float | None = None
     max_question_chars: int = 1000
     query_threads: int = field(default_factory=lambda: env_threads("QA_QUERY_THREADS", DEFAULT_QUERY_THREADS))
     index_threads: int = field(default_factory=lambda: env_threads("QA_INDEX_THREADS", DEFAULT_INDEX_THREADS))
@@ -107,8 +113,12 @@ class Settings:
             raise ValueError(f"query_backend must be 'onnx' or 'torch', got {self.query_backend!r}")
         if not 0.0 <= self.dense_weight <= 1.0:
             raise ValueError(f"dense_weight must be in [0, 1], got {self.dense_weight}")
+        if not 0.0 <= self.cite_ratio <= 1.0:
+            raise ValueError(f"cite_ratio must be in [0, 1], got {self.cite_ratio}")
         if not 0.0 <= self.cite_confidence <= 1.0:
             raise ValueError(f"cite_confidence must be in [0, 1], got {self.cite_confidence}")
+        if self.min_phrase is not None and not 0.0 <= self.min_phrase <= 1.0:
+            raise ValueError(f"min_phrase must be in [0, 1] or None, got {self.min_phrase}")
         if self.min_answerable is not None and not 0.0 <= self.min_answerable <= 1.0:
             raise ValueError(f"min_answerable must be in [0, 1] or None, got {self.min_answerable}")
         if self.answer_candidates < 1 or self.max_citations < 1:

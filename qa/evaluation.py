@@ -10,7 +10,7 @@ prints every failure with what was cited instead.
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import math
 import sys
 import time
@@ -20,30 +20,27 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .documents import Document
-from .errors import QAError
+from .squad import (
+    DEFAULT_SQUAD_FILES,
+    SHARED_EVAL,
+    SquadQuestion,
+    contains_any,
+    exact_match,
+    f1,
+    load_squad,
+    normalise,
+    pronominalise,
+    read_json,
+    split_articles,
+)
 
-SHARED_EVAL = Path("..") / "shared" / "eval"
-DEFAULT_SQUAD = SHARED_EVAL / "squad-v2.0-dev-part-a.json"
-DEFAULT_SQUAD_FILES = (SHARED_EVAL / "squad-v1.1-dev-train.json", DEFAULT_SQUAD)
-DEFAULT_ARTICLE = Path("..") / "shared" / "eval" / "article_dev.json"
+DEFAULT_ARTICLE = SHARED_EVAL / "article_dev.json"
 RETRIEVERS = {"BM25 only": 0.0, "dense only": 1.0}
 REFUSAL_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 SPLITS = ("all", "held-out", "validation", "training")
 
 
 # -- metrics (pure functions) ------------------------------------------------------
-
-
-def normalise(text: str) -> str:
-    """Lower case with whitespace collapsed, for containment checks."""
-    return " ".join(text.split()).lower()
-
-
-def contains_any(text: str, answers: Sequence[str]) -> bool:
-    """Whether `text` contains one of the answer strings (case and whitespace ignored)."""
-    haystack = normalise(text)
-    return any(normalise(a) in haystack for a in answers if a.strip())
 
 
 def recall_at(ranked: Sequence[str], gold: str, k: int) -> float:
@@ -73,67 +70,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[index]
 
 
-# -- data ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SquadQuestion:
-    """A SQuAD question: its paragraph (`doc_id`), gold answers, and article title."""
-
-    question: str
-    doc_id: str
-    answers: tuple[str, ...]
-    impossible: bool
-    article: str
-
-
-def load_squad(paths: str | Path | Sequence[str | Path], *, articles: slice = slice(None)
-               ) -> tuple[list[Document], list[SquadQuestion]]:
-    """Paragraphs as documents and their questions from one or more SQuAD JSON files (v1.1 or 2.0).
-
-    The files form one corpus: a paragraph found in several files is one
-    document, and a question asked of it in several files is one question.
-    `articles` slices the articles, in the order they first appear.
-    """
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    documents: dict[str, Document] = {}
-    questions: dict[tuple[str, str], SquadQuestion] = {}
-    titles: list[str] = []
-    for path in paths:
-        data = _read_json(path, "SQuAD JSON (data[].paragraphs[].context/qas)")
-        try:
-            for article in data["data"]:
-                if article["title"] not in titles:
-                    titles.append(article["title"])
-                for number, paragraph in enumerate(article["paragraphs"]):
-                    context = paragraph["context"]
-                    if context not in documents:
-                        documents[context] = Document(doc_id=f"{article['title']}-{number}", text=context,
-                                                      title=article["title"].replace("_", " "))
-                    doc_id = documents[context].doc_id
-                    for qa in paragraph["qas"]:
-                        answers = tuple(a["text"] for a in qa.get("answers", []))
-                        questions.setdefault((qa["question"], doc_id), SquadQuestion(
-                            qa["question"], doc_id, answers, bool(qa.get("is_impossible")), article["title"]))
-        except (KeyError, TypeError) as exc:
-            raise QAError(f"{path} is not SQuAD JSON: missing {exc}") from exc
-    kept = set(titles[articles])
-    article_of = {d.doc_id: d.doc_id.rsplit("-", 1)[0] for d in documents.values()}
-    return ([d for d in documents.values() if article_of[d.doc_id] in kept],
-            [q for q in questions.values() if q.article in kept])
-
-
-def _read_json(path: str | Path, what: str) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise QAError(f"{path} not found: pass the path to the {what} file "
-                      f"(the project's copy lives in ../shared/eval/)")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise QAError(f"cannot read {path}: {exc}") from exc
-
-
 # -- SQuAD -----------------------------------------------------------------------
 
 
@@ -152,9 +88,7 @@ def evaluate_squad(paths: str | Path | Sequence[str | Path], *, limit: int | Non
     out = out or sys.stdout
     documents, questions = load_squad(paths, articles=articles)
     if split != "all":
-        from .train import TrainConfig, split_articles
-
-        splits = split_articles(questions, TrainConfig())
+        splits = split_articles(questions)
         questions = [q for q in questions if splits[q.article] == split]
     answerable = [q for q in questions if not q.impossible]
     impossible = [q for q in questions if q.impossible]
@@ -186,56 +120,46 @@ def evaluate_squad(paths: str | Path | Sequence[str | Path], *, limit: int | Non
         retrieval_rows.append((name, row))
         results[name] = row
 
-    assistant = Assistant(retriever)
+    threshold = settings.min_answerable if settings.min_answerable is not None else Assistant(retriever).threshold
+    # One pass that never refuses and always returns the short answer; the thresholds apply afterwards.
+    assistant = Assistant(retriever, settings=dataclasses.replace(settings, min_answerable=0.0, min_phrase=0.0))
+    min_phrase = settings.min_phrase if settings.min_phrase is not None else assistant.ranker.min_phrase
     retriever.embedder._cache.clear()
-    threshold = settings.min_answerable if settings.min_answerable is not None else assistant.ranker.min_answerable
-    first = any3 = 0
     latencies = []
-    first_lengths: list[tuple[int, int]] = []  # citation [1]: characters, sentences
-    citation_counts = []
-    confidence_answerable = []
-    for q in answerable:
+    alone: dict[str, Any] = {}
+    for q in [*answerable, *impossible]:
         started = time.perf_counter()
-        answer = assistant.ask(q.question)
+        alone[q.question + q.doc_id] = assistant.ask(q.question)
         latencies.append(time.perf_counter() - started)
-        confidence_answerable.append(answer.confidence)
-        cited = [c.text for c in answer.citations]
-        if answer.citations:
-            first_lengths.append((len(cited[0]), _sentences_in(retriever, answer.citations[0])))
-            citation_counts.append(len(cited))
-        first += bool(cited) and contains_any(cited[0], q.answers)
-        any3 += any(contains_any(c, q.answers) for c in cited[:3])
-    n = max(1, len(answerable))
-    results["citation@1"] = first / n
-    results["citation@3"] = any3 / n
-    results["citation@1 chars"] = sum(c for c, _ in first_lengths) / max(1, len(first_lengths))
-    results["citation@1 sentences"] = sum(s for _, s in first_lengths) / max(1, len(first_lengths))
-    results["citations per answer"] = sum(citation_counts) / max(1, len(citation_counts))
+    scored = [score_answer(alone[q.question + q.doc_id], q, threshold, min_phrase, retriever) for q in answerable]
+    results.update(summarise(scored))
     results["ask p50 ms"] = percentile(latencies, 50) * 1000
     results["ask p95 ms"] = percentile(latencies, 95) * 1000
-    confidence_impossible = [_confidence(assistant, q.question) for q in impossible]
+    unanswerable_p = [alone[q.question + q.doc_id].answerable for q in impossible]
+    answerable_p = [alone[q.question + q.doc_id].answerable for q in answerable]
     refusal_rows = []
     for value in sorted({*REFUSAL_THRESHOLDS, threshold}):
-        false_refusals = sum(c < value for c in confidence_answerable) / max(1, len(confidence_answerable))
-        refusals = sum(c < value for c in confidence_impossible) / max(1, len(confidence_impossible))
+        false_refusals = sum(c < value for c in answerable_p) / max(1, len(answerable_p))
+        refusals = sum(c < value for c in unanswerable_p) / max(1, len(unanswerable_p))
         refusal_rows.append((value, refusals, false_refusals))
     results["false refusals"] = next(f for t, _, f in refusal_rows if t == threshold)
     results["unanswerable refused"] = next(r for t, r, _ in refusal_rows if t == threshold)
+    answered = [(alone[q.question + q.doc_id], q) for q in [*answerable, *impossible]
+                if alone[q.question + q.doc_id].answerable >= threshold]
+    results["confidence ECE"] = expected_calibration_error(
+        [a.confidence for a, _ in answered],
+        [bool(a.citations) and not q.impossible and contains_any(a.citations[0].text, q.answers) for a, q in answered])
+    results.update(gold_paragraph_reading(assistant.ranker, retriever, answerable))
+    results.update(conversation_rates(assistant, answerable, alone, threshold))
 
     print(f"SQuAD open retrieval: {len(documents)} paragraphs as one corpus; {split} questions: "
           f"{len(answerable)} answerable, {len(impossible)} unanswerable; model {settings.model}\n", file=out)
     print("| retriever | R@1 | R@5 | R@20 | MRR@10 |\n|---|---|---|---|---|", file=out)
     for name, row in retrieval_rows:
         print(f"| {name} | {row['R@1']:.3f} | {row['R@5']:.3f} | {row['R@20']:.3f} | {row['MRR@10']:.3f} |", file=out)
-    print("\n| ask path | value |\n|---|---|", file=out)
-    print(f"| citation [1] contains a gold answer | {results['citation@1']:.1%} |", file=out)
-    print(f"| one of citations [1]-[3] contains a gold answer | {results['citation@3']:.1%} |", file=out)
-    print(f"| citation [1] length, mean | {results['citation@1 chars']:.0f} characters, "
-          f"{results['citation@1 sentences']:.2f} sentences |", file=out)
-    print(f"| citations per answer, mean | {results['citations per answer']:.2f} |", file=out)
-    print(f"| false refusals (answerable questions refused) | {results['false refusals']:.1%} |", file=out)
-    print(f"| unanswerable questions refused | {results['unanswerable refused']:.1%} |", file=out)
-    print(f"| ask latency p50 / p95 | {results['ask p50 ms']:.1f} ms / {results['ask p95 ms']:.1f} ms |", file=out)
+    print("\n| ask path (open setting: the whole corpus) | value |\n|---|---|", file=out)
+    for name, value in ask_rows(results):
+        print(f"| {name} | {value} |", file=out)
     print(f"| index build | {build_seconds:.1f} s, {len(texts) / build_seconds:.0f} sentences/s |", file=out)
     print(f"| raw encode of the same sentences | {raw_seconds:.1f} s, {len(texts) / raw_seconds:.0f} sentences/s |",
           file=out)
@@ -256,9 +180,168 @@ def _sentences_in(retriever: Any, citation: Any) -> int:
                for i in retriever.sentence_ids(citation.doc_id))
 
 
-def _confidence(assistant: Any, question: str) -> float:
-    """The answer's confidence, the input of the refusal decision."""
-    return float(assistant.ask(question).confidence)
+@dataclass(frozen=True)
+class Scored:
+    """One answerable question's outcome at the given thresholds."""
+
+    refused: bool
+    first: bool
+    any_of_three: bool
+    citations: int
+    sentences: int
+    first_chars: int
+    phrase_f1: float
+    phrase_em: float
+    phrase_shown: bool
+    follow_up: bool
+
+
+def score_answer(answer: Any, question: SquadQuestion, threshold: float, min_phrase: float, retriever: Any) -> Scored:
+    """How an answer (made without refusing) fares against the gold answers once the thresholds apply."""
+    refused = answer.answerable < threshold or not answer.citations
+    cited = [] if refused else [c.text for c in answer.citations]
+    phrase = "" if refused or answer.phrase is None else answer.phrase.text
+    return Scored(
+        refused=refused,
+        first=bool(cited) and contains_any(cited[0], question.answers),
+        any_of_three=any(contains_any(c, question.answers) for c in cited[:3]),
+        citations=len(cited),
+        sentences=0 if refused else sum(_sentences_in(retriever, c) for c in answer.citations),
+        first_chars=len(cited[0]) if cited else 0,
+        phrase_f1=f1(phrase, question.answers) if phrase else 0.0,
+        phrase_em=exact_match(phrase, question.answers) if phrase else 0.0,
+        phrase_shown=bool(phrase) and answer.phrase.score >= min_phrase,
+        follow_up=answer.follow_up,
+    )
+
+
+def summarise(scored: Sequence[Scored]) -> dict[str, float]:
+    """Rates over answerable questions (see `ask_rows` for their names)."""
+    n = max(1, len(scored))
+    answered = [s for s in scored if not s.refused]
+    right = [s for s in answered if s.first]
+    shown = [s for s in answered if s.phrase_shown]
+    return {
+        "citation@1": sum(s.first for s in scored) / n,
+        "citation@3": sum(s.any_of_three for s in scored) / n,
+        "citation@1 chars": sum(s.first_chars for s in answered) / max(1, len(answered)),
+        "citations per answer": sum(s.citations for s in answered) / max(1, len(answered)),
+        "right answers citing more than one sentence": sum(s.sentences > 1 for s in right) / max(1, len(right)),
+        "phrase F1": 100 * sum(s.phrase_f1 for s in scored) / n,
+        "phrase EM": 100 * sum(s.phrase_em for s in scored) / n,
+        "phrase shown": len(shown) / max(1, len(answered)),
+        "phrase F1 when shown": 100 * sum(s.phrase_f1 for s in shown) / max(1, len(shown)),
+    }
+
+
+def ask_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
+    """The ask-path table's rows, in reading order."""
+    rows = [
+        ("citation [1] contains a gold answer", f"{results['citation@1']:.1%}"),
+        ("one of citations [1]-[3] contains a gold answer", f"{results['citation@3']:.1%}"),
+        ("false refusals (answerable questions refused)", f"{results['false refusals']:.1%}"),
+        ("unanswerable questions refused", f"{results['unanswerable refused']:.1%}"),
+        ("short answer F1 / EM (SQuAD normalisation; refused counts 0)",
+         f"{results['phrase F1']:.1f} / {results['phrase EM']:.1f}"),
+        ("short answer shown (calibrated) / its F1 when shown",
+         f"{results['phrase shown']:.1%} / {results['phrase F1 when shown']:.1f}"),
+        ("given the gold paragraph: short answer F1 / EM",
+         f"{results['gold paragraph F1']:.1f} / {results['gold paragraph EM']:.1f}"),
+        ("confidence ECE (10 bins, answered questions)", f"{results['confidence ECE']:.3f}"),
+        ("citations per answer, mean", f"{results['citations per answer']:.2f}"),
+        ("right answers citing more than one sentence",
+         f"{results['right answers citing more than one sentence']:.1%}"),
+        ("citation [1] length, mean", f"{results['citation@1 chars']:.0f} characters"),
+        ("standalone questions whose [1] is unchanged after an unrelated turn",
+         f"{results['standalone unchanged']:.1%} (of {results['standalone questions']})"),
+        ("follow-ups (a shared phrase made a pronoun): [1] holds a gold answer",
+         f"{results['follow-up citation@1']:.1%} (of {results['follow-up questions']}; asked in full alone: "
+         f"{results['follow-up asked alone citation@1']:.1%})"),
+        ("ask latency p50 / p95", f"{results['ask p50 ms']:.1f} ms / {results['ask p95 ms']:.1f} ms"),
+    ]
+    return rows
+
+
+def gold_paragraph_reading(ranker: Any, retriever: Any, questions: Sequence[SquadQuestion]) -> dict[str, float]:
+    """Short-answer EM/F1 given the gold paragraph, as published readers are measured: the cross-encoder reads
+    each of its sentences, and the best one's span is the answer."""
+    from .ranker import pair_text
+
+    em = score = 0.0
+    for q in questions:
+        sentence_ids = list(retriever.sentence_ids(q.doc_id))
+        title = retriever.document(q.doc_id).title
+        texts = [pair_text(retriever.sentences[i].text, title) for i in sentence_ids]
+        relevance, spans = ranker.read_pairs(q.question, texts)
+        best = int(relevance.argmax())
+        span = spans[best]
+        phrase = texts[best].split(" [SEP] ")[0][span.start:span.end] if span is not None else ""
+        em += exact_match(phrase, q.answers)
+        score += f1(phrase, q.answers)
+    n = max(1, len(questions))
+    return {"gold paragraph F1": 100 * score / n, "gold paragraph EM": 100 * em / n}
+
+
+def conversation_rates(assistant: Any, questions: Sequence[SquadQuestion], alone: dict[str, Any],
+                       threshold: float) -> dict[str, float]:
+    """History only for follow-ups, measured two ways on the same questions.
+
+    Standalone: each question asked after an unrelated turn (the first question of another article, with its
+    answer); its [1] should not change. Follow-ups: a question asked right after the previous question of
+    its article, with the phrase they share made a pronoun (as `qa train` simulates follow-ups); its [1]
+    should hold a gold answer, as it does for the full question asked alone.
+    """
+    firsts: dict[str, SquadQuestion] = {}
+    for q in questions:
+        firsts.setdefault(q.article, q)
+    articles = list(firsts)
+    unchanged = standalone = 0
+    for q in questions:
+        other = firsts[articles[(articles.index(q.article) + 1) % len(articles)]]
+        if other.article == q.article:
+            continue
+        turn = (other.question, alone[other.question + other.doc_id].text)
+        before, after = alone[q.question + q.doc_id], assistant.ask(q.question, history=[turn])
+        standalone += 1
+        unchanged += (_first_span(before) == _first_span(after)
+                      and (before.answerable >= threshold) == (after.answerable >= threshold))
+    follow_ups = right = right_alone = 0
+    for previous, q in zip(questions, questions[1:], strict=False):
+        asked = pronominalise(q.question, previous.question)
+        if previous.article != q.article or asked == q.question:
+            continue
+        turn = (previous.question, alone[previous.question + previous.doc_id].text)
+        answer = assistant.ask(asked, history=[turn])
+        follow_ups += 1
+        right += (answer.answerable >= threshold and bool(answer.citations)
+                  and contains_any(answer.citations[0].text, q.answers))
+        first = alone[q.question + q.doc_id]
+        right_alone += (first.answerable >= threshold and bool(first.citations)
+                        and contains_any(first.citations[0].text, q.answers))
+    return {"standalone unchanged": unchanged / max(1, standalone), "standalone questions": standalone,
+            "follow-up citation@1": right / max(1, follow_ups), "follow-up questions": follow_ups,
+            "follow-up asked alone citation@1": right_alone / max(1, follow_ups)}
+
+
+def _first_span(answer: Any) -> tuple[str, int, int] | None:
+    return (answer.citations[0].doc_id, answer.citations[0].start, answer.citations[0].end) if answer.citations \
+        else None
+
+
+def expected_calibration_error(probabilities: Sequence[float], outcomes: Sequence[bool], bins: int = 10) -> float:
+    """ECE over `bins` equal-width bins: the mean |accuracy - confidence| weighted by each bin's share."""
+    total = len(probabilities)
+    if not total:
+        return 0.0
+    error = 0.0
+    for b in range(bins):
+        inside = [(p, o) for p, o in zip(probabilities, outcomes, strict=True)
+                  if min(int(p * bins), bins - 1) == b]
+        if inside:
+            accuracy = sum(o for _, o in inside) / len(inside)
+            confidence = sum(p for p, _ in inside) / len(inside)
+            error += len(inside) / total * abs(accuracy - confidence)
+    return error
 
 
 # -- article development set ----------------------------------------------------------
@@ -270,7 +353,7 @@ def evaluate_article(path: str | Path, *, assistant: Any = None, out: Any = None
     from .retrieval import Retriever
 
     out = out or sys.stdout
-    data = _read_json(path, "article development set (article_dev.json)")
+    data = read_json(path, "article development set (article_dev.json)")
     assistant = assistant or Assistant(Retriever.default())
     failures: list[str] = []
     counts = {"evidence in [1]": 0, "key in answer": 0, "off-topic refused": 0, "conversation turns": 0}

@@ -51,6 +51,9 @@ FIRST_STAGE_FEATURES = ("dense", "overlap", "overlap_with_previous", "passage")
 SENTENCE_FEATURES = ("relevance", "relevance_gap", "dense", "overlap", "overlap_with_previous", "passage",
                      "cited_before", "follows_cited")
 QUESTION_FEATURES = ("best_relevance", "best_probability", "second_gap", "best_dense", "best_overlap")
+PHRASE_FEATURES = ("span_log_probability", "sentence_probability", "span_words")
+#: Most word pieces a short answer spans.
+MAX_PHRASE_TOKENS = 30
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,20 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class Span:
+    """The short answer the cross-encoder finds inside a sentence.
+
+    `start`/`end` are character offsets in the sentence with its whitespace
+    collapsed (`" ".join(text.split())`); `probability` is the model's
+    probability of exactly this span among the sentence's spans.
+    """
+
+    start: int
+    end: int
+    probability: float
+
+
+@dataclass(frozen=True)
 class Ranking:
     """The ranker's verdict over a question's candidates.
 
@@ -85,12 +102,14 @@ class Ranking:
         probabilities: shape (n,), float; the probability that each of those answers.
         answerable: the probability that one of the candidates answers the question.
         relevance: shape (n,), float; the cross-encoder's raw scores of those.
+        spans: the short answer inside each of those (None where the model finds none).
     """
 
     read: np.ndarray
     probabilities: np.ndarray
     answerable: float
     relevance: np.ndarray
+    spans: tuple[Span | None, ...] = ()
 
 
 class AnswerRanker:
@@ -115,7 +134,8 @@ class AnswerRanker:
 
         self.max_length = int(self.manifest["max_length"])
         self.tokenizer = Tokenizer.from_file(str(Path(resolve_model(self.manifest["tokenizer"])) / "tokenizer.json"))
-        self.tokenizer.enable_truncation(max_length=self.max_length, strategy="only_second")
+        # The longer side loses its end: a long question keeps its start and the sentence keeps room.
+        self.tokenizer.enable_truncation(max_length=self.max_length, strategy="longest_first")
         self.tokenizer.enable_padding()
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
@@ -129,6 +149,9 @@ class AnswerRanker:
             self._sentence = _Logistic.from_json(calibration["sentence"], SENTENCE_FEATURES)
             self._question = _Logistic.from_json(calibration["question"], QUESTION_FEATURES)
             self.min_answerable = float(calibration["min_answerable"])
+            self._confidence = _Logistic.from_json(calibration["confidence"], CONFIDENCE_FEATURES)
+            self._phrase = _Logistic.from_json(calibration["phrase"]["model"], PHRASE_FEATURES)
+            self.min_phrase = float(calibration["phrase"]["min_probability"])
         elif not relevance_only:
             raise ModelUnavailableError(f"answer ranker at {path} is not calibrated; regenerate it with `qa train`")
 
@@ -138,45 +161,49 @@ class AnswerRanker:
 
     def relevance_of_pairs(self, question: str, pair_texts: Sequence[str]) -> np.ndarray:
         """Cross-encoder scores of `question` against ready sentence sides (see `pair_text`)."""
+        return self.read_pairs(question, pair_texts)[0]
+
+    def read_pairs(self, question: str, pair_texts: Sequence[str]) -> tuple[np.ndarray, list[Span | None]]:
+        """Cross-encoder scores of `question` against ready sentence sides, and the best short answer in each."""
         if not pair_texts:
-            return np.zeros(0, dtype=np.float32)
+            return np.zeros(0, dtype=np.float32), []
         encoded = self.tokenizer.encode_batch([(question, text) for text in pair_texts])
         feed = {
             "input_ids": np.asarray([e.ids for e in encoded], dtype=np.int64),
             "attention_mask": np.asarray([e.attention_mask for e in encoded], dtype=np.int64),
             "token_type_ids": np.asarray([e.type_ids for e in encoded], dtype=np.int64),
         }
-        return np.asarray(self.session.run(None, feed)[0], dtype=np.float32).reshape(-1)
+        relevance, spans = self.session.run(None, feed)
+        relevance = np.asarray(relevance, dtype=np.float32).reshape(-1)
+        found = [best_span(spans[k], e.offsets, e.sequence_ids, len(text.split(" [SEP] ")[0]))
+                 for k, (e, text) in enumerate(zip(encoded, pair_texts, strict=True))]
+        return relevance, found
 
     def rank(self, question: str, texts: Sequence[str], titles: Sequence[str], evidence: Sequence[Evidence],
              *, previous_question: str | None = None, size: int = 6) -> Ranking:
         """Probabilities that the shortlisted candidates answer `question` (asked after `previous_question`)."""
         read = shortlist(self._first, evidence, size)
-        relevance = self.relevance(ranker_question(question, previous_question), [texts[i] for i in read],
-                                   [titles[i] for i in read])
-        return self.calibrate(read, relevance, [evidence[i] for i in read])
+        relevance, spans = self.read_pairs(ranker_question(question, previous_question),
+                                           [pair_text(texts[i], titles[i]) for i in read])
+        return self.calibrate(read, relevance, [evidence[i] for i in read], spans)
 
-    def calibrate(self, read: np.ndarray, relevance: np.ndarray, evidence: Sequence[Evidence]) -> Ranking:
+    def calibrate(self, read: np.ndarray, relevance: np.ndarray, evidence: Sequence[Evidence],
+                  spans: Sequence[Span | None] = ()) -> Ranking:
         """The logistic layers over given cross-encoder scores (split out for training and tests)."""
         if len(relevance) == 0:
-            return Ranking(read, np.zeros(0), 0.0, relevance)
+            return Ranking(read, np.zeros(0), 0.0, relevance, ())
         rows = sentence_features(relevance, evidence)
         probabilities = self._sentence.probability(rows)
         answerable = float(self._question.probability(question_features(relevance, probabilities, evidence)[None])[0])
-        return Ranking(read, probabilities, answerable, relevance)
+        return Ranking(read, probabilities, answerable, relevance, tuple(spans))
 
-    @staticmethod
-    def cited(probabilities: np.ndarray, limit: int, confidence: float) -> list[int]:
-        """Which candidates to cite, best first: the most probable, then more while the chance
-        that none of those chosen answers is above 1 - `confidence` (at most `limit`)."""
-        chosen: list[int] = []
-        missed = 1.0
-        for i in np.argsort(-probabilities, kind="stable")[:limit].tolist():
-            if chosen and 1.0 - missed >= confidence:
-                break
-            chosen.append(int(i))
-            missed *= 1.0 - float(probabilities[i])
-        return chosen
+    def confidence(self, first: float, answerable: float) -> float:
+        """The calibrated probability that citation [1] answers, from its sentence probability and P(answerable)."""
+        return float(self._confidence.probability(confidence_features(first, answerable)[None])[0])
+
+    def phrase_probability(self, span: Span, sentence_probability: float) -> float:
+        """The calibrated probability that `span` is the short answer (it overlaps a gold answer by F1 >= 0.5)."""
+        return float(self._phrase.probability(phrase_features(span, sentence_probability)[None])[0])
 
 
 def ranker_question(question: str, previous_question: str | None) -> str:
@@ -204,6 +231,48 @@ def shortlist(first_stage: _Logistic, evidence: Sequence[Evidence], size: int) -
     likely = first_stage.probability(first_stage_features([evidence[i] for i in rest])) if rest else np.zeros(0)
     best = [rest[i] for i in np.argsort(-likely, kind="stable")[:size]]
     return np.asarray(sorted([*best, *always]), dtype=np.int64)
+
+
+def best_span(logits: np.ndarray, offsets: Sequence[tuple[int, int]], sequence_ids: Sequence[int | None],
+              sentence_chars: int) -> Span | None:
+    """The most probable span of word pieces inside the sentence (not its title), as character offsets.
+
+    `logits` has shape (tokens, 2): start and end scores. Its probability is
+    P(start) * P(end) with both normalised over the sentence's word pieces.
+    """
+    inside = np.asarray([side == 1 and high <= sentence_chars and high > low
+                         for side, (low, high) in zip(sequence_ids, offsets, strict=True)], dtype=bool)
+    if not inside.any():
+        return None
+    start = np.where(inside, logits[: len(inside), 0], -np.inf)
+    end = np.where(inside, logits[: len(inside), 1], -np.inf)
+    start = start - np.logaddexp.reduce(start[inside])
+    end = end - np.logaddexp.reduce(end[inside])
+    pairs = start[:, None] + end[None, :]
+    n = len(inside)
+    allowed = np.triu(np.ones((n, n), dtype=bool)) & ~np.triu(np.ones((n, n), dtype=bool), MAX_PHRASE_TOKENS)
+    pairs = np.where(allowed & inside[:, None] & inside[None, :], pairs, -np.inf)
+    first, last = np.unravel_index(int(np.argmax(pairs)), pairs.shape)
+    return Span(int(offsets[first][0]), int(offsets[last][1]), float(np.exp(pairs[first, last])))
+
+
+def phrase_features(span: Span, sentence_probability: float) -> np.ndarray:
+    """The row of `PHRASE_FEATURES` for one span."""
+    return np.asarray([np.log(max(span.probability, 1e-9)), sentence_probability,
+                       float(min(span.end - span.start, 200)) / 20.0])
+
+
+CONFIDENCE_FEATURES = ("first_logit", "answerable_logit")
+
+
+def confidence_features(first: float, answerable: float) -> np.ndarray:
+    """The row of `CONFIDENCE_FEATURES`: the [1] sentence's and the question's probabilities, as logits."""
+    return np.asarray([_logit(first), _logit(answerable)])
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return float(np.log(p / (1 - p)))
 
 
 def first_stage_features(evidence: Sequence[Evidence]) -> np.ndarray:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from qa import Assistant, InvalidQuestionError
-from qa.answer import NOT_FOUND, cited_sentences
+from qa import Assistant, InvalidQuestionError, Settings
+from qa.answer import NOT_FOUND, cited, collapsed_to_original, refers_back
+from qa.candidates import cited_sentences
 from qa.evaluation import normalise
 
 KNOWN_SINGLE_MISSES = 2
@@ -83,7 +84,8 @@ def test_off_topic_questions_are_refused_without_support(assistant: Assistant, a
         assert not answer.found, (question, answer.text)
         assert answer.citations == ()
         assert answer.text == NOT_FOUND
-        assert answer.confidence < assistant.ranker.min_answerable
+        assert answer.answerable < assistant.ranker.min_answerable
+        assert answer.phrase is None
 
 
 def test_conversations_use_the_history(assistant: Assistant, article_dev: dict) -> None:
@@ -130,3 +132,138 @@ def test_the_previous_answer_s_sentences_are_found_from_its_text(assistant: Assi
 def test_bad_questions_raise_clear_errors(assistant: Assistant, question: str) -> None:
     with pytest.raises(InvalidQuestionError, match="question"):
         assistant.ask(question)
+
+
+# -- the short answer -------------------------------------------------------------------------
+
+
+def test_the_short_answer_lies_inside_citation_one(assistant: Assistant, article_dev: dict) -> None:
+    """With the calibrated floor off, every answer has a phrase; each lies in [1] and indexes the document."""
+    eager = Assistant(assistant.retriever, settings=Settings(min_phrase=0.0))
+    for item in article_dev["single"]:
+        answer = eager.ask(item["q"])
+        assert answer.phrase is not None, item["q"]
+        phrase, first = answer.phrase, answer.citations[0]
+        assert phrase.doc_id == first.doc_id
+        assert first.start <= phrase.start < phrase.end <= first.end, item["q"]
+        assert assistant.retriever.document(phrase.doc_id).text[phrase.start:phrase.end] == phrase.text
+        assert 0.0 <= phrase.score <= 1.0
+
+
+def test_a_short_answer_is_shown_only_when_likely_right(assistant: Assistant, article_dev: dict) -> None:
+    answers = [assistant.ask(item["q"]) for item in article_dev["single"]]
+    shown = [a.phrase for a in answers if a.phrase is not None]
+    assert shown, "no short answer shown on the development questions"
+    assert all(p.score >= assistant.ranker.min_phrase for p in shown)
+    assert len(shown) < len(answers) or all(p.score >= 0.5 for p in shown)
+
+
+def test_troop_numbers_have_a_short_answer(assistant: Assistant) -> None:
+    answer = Assistant(assistant.retriever, settings=Settings(min_phrase=0.0)).ask(
+        "How many troops did CNN say the US could deploy?")
+    assert answer.phrase is not None and "fifty" in answer.phrase.text
+
+
+@pytest.mark.parametrize(("text", "start", "end", "expected"), [
+    ("plain words here", 6, 11, "words"),
+    ("spread    out\n  words", 7, 16, "out\n  words"),
+    ("  leading space", 0, 7, "leading"),
+])
+def test_offsets_in_collapsed_text_map_back_to_the_original(text: str, start: int, end: int, expected: str) -> None:
+    low, high = collapsed_to_original(text, start, end)
+    assert text[low:high] == expected
+
+
+# -- history only for follow-ups -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("question", "leans"), [
+    ("How many troops would it send?", True), ("Why?", True), ("And what about Benghazi?", True),
+    ("Why should that be viewed warily?", True), ("What did they agree?", True),
+    ("What is the GNA?", False), ("How much is the rent?", False), ("Who is Khalifa Haftar?", False),
+    ("What did CNN report about troop numbers?", False),
+])
+def test_a_question_refers_back_when_it_points_at_what_it_does_not_name(question: str, leans: bool) -> None:
+    assert refers_back(question) is leans
+
+
+def test_a_standalone_question_keeps_its_citations_after_an_unrelated_turn(assistant: Assistant) -> None:
+    alone = assistant.ask("What is the GNA?")
+    first = assistant.ask("Why is Libya important to the US?")
+    after = assistant.ask("What is the GNA?", history=[(first.question, first.text)])
+    assert not after.follow_up
+    assert [(c.start, c.end) for c in after.citations] == [(c.start, c.end) for c in alone.citations]
+
+
+def test_an_elliptic_follow_up_leans_on_the_last_answer(assistant: Assistant) -> None:
+    first = assistant.ask("What did CNN report about a new US policy for Libya?")
+    follow_up = assistant.ask("How many troops?", history=[(first.question, first.text)])
+    assert follow_up.found
+    assert "fifty" in follow_up.citations[0].text
+
+
+# -- citing ---------------------------------------------------------------------------------
+
+
+def test_a_second_sentence_is_cited_only_when_it_adds_support() -> None:
+    assert cited([0.95, 0.5, 0.4], 3, 0.9, 0.5) == [0]  # the first is convincing
+    assert cited([0.6, 0.5, 0.4, 0.3], 3, 0.9, 0.5) == [0, 1, 2]  # none is, and the others are close
+    assert cited([0.6, 0.2, 0.1], 3, 0.9, 0.5) == [0]  # the others are much less likely
+    assert cited([0.2, 0.7, 0.1], 3, 0.7, 0.5) == [1]
+    assert cited([0.5, 0.5, 0.5], 2, 0.99, 0.5) == [0, 1]
+
+
+def test_confidence_is_a_probability_and_higher_when_right(assistant: Assistant) -> None:
+    right = assistant.ask("What did CNN report about troop numbers?")
+    off = assistant.ask("What is the boiling point of mercury?")
+    assert 0.0 <= off.confidence < right.confidence <= 1.0
+
+
+# -- long and odd questions ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("question", [
+    ("What did CNN report about troop numbers " * 100)[:600],
+    "米国はリビアにどれだけの部隊を送ると報じられたのか" * 10,
+    "Who is Haftar? " + "0123456789abcdef" * 8 + " " + "fedcba9876543210" * 8,
+    ("Why " + "really " * 160)[:999],
+])
+def test_every_question_up_to_the_limit_is_answered_or_refused(assistant: Assistant, question: str) -> None:
+    assert len(question) <= assistant.settings.max_question_chars
+    answer = assistant.ask(question)
+    assert isinstance(answer.found, bool)
+    long_turn = ("What did CNN report about the new policy " * 10)[:331]
+    follow_up = assistant.ask(("And how many troops would it send " * 10)[:251], history=[(long_turn, answer.text)])
+    assert isinstance(follow_up.found, bool)
+
+
+# -- copies and paragraphs --------------------------------------------------------------------
+
+
+GARDEN = ("The allotment opens at seven in the morning. The gate code is 4512.\n\n"
+          "Last year's tomato blight hit the east beds. Members should rotate crops every season.")
+
+
+def test_a_sentence_held_by_two_copies_of_a_file_is_cited_once_naming_both() -> None:
+    from qa import Document, Retriever
+
+    assistant = Assistant(Retriever.build([Document("notes.txt", GARDEN, title="Notes"),
+                                           Document("notes-copy.txt", GARDEN, title="Notes (copy)")]))
+    answer = assistant.ask("What is the gate code?")
+    assert answer.found
+    texts = [normalise(c.text) for c in answer.citations]
+    assert len(texts) == len(set(texts))
+    first = answer.citations[0]
+    assert "4512" in first.text
+    assert {first.doc_id, *first.also_in} == {"notes.txt", "notes-copy.txt"}
+
+
+def test_neighbours_across_a_blank_line_are_cited_apart() -> None:
+    from qa import Document, Retriever
+    from qa.answer import neighbour_runs
+
+    retriever = Retriever.build([Document("garden", GARDEN, title="Garden")])
+    ids = list(retriever.sentence_ids("garden"))
+    assert len(ids) == 4
+    assert neighbour_runs(retriever, [(ids[1], 0.9), (ids[2], 0.8)]) == [[(ids[1], 0.9)], [(ids[2], 0.8)]]
+    assert neighbour_runs(retriever, [(ids[0], 0.9), (ids[1], 0.8)]) == [[(ids[0], 0.9), (ids[1], 0.8)]]

@@ -1,0 +1,158 @@
+"""Candidates: the sentences an answer is chosen from, with what retrieval says of each.
+
+This is the retrieval side's one call for answering (`find_candidates`):
+1. The question is searched (dense + lexical, fused); the sentences of the
+   best passages are candidates.
+2. The first and last sentences of the best document are candidates too:
+   most documents say there what they are, who wrote them and where they
+   appeared.
+3. In a conversation the question is also searched together with the
+   previous question, and the sentences the previous answer cited, each with
+   the sentence after it, are candidates: a follow-up often asks about what
+   was just said, or about what comes next.
+4. Each candidate gets its `Evidence`: meaning (embedding similarity),
+   shared terms, the rank of its passage, and whether the conversation put
+   it forward. The answer ranker reads that; nothing else of the index.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import Settings
+from .lexical import terms
+from .ranker import Evidence
+from .retrieval import Passage, Retriever, Where
+
+_MARKER = re.compile(r"\s*\[\d+\]")
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The sentences a question's answer is chosen from, and what retrieval says of each.
+
+    Attributes:
+        sentences: sentence ids in the retriever, in retrieval order.
+        evidence: one `Evidence` per sentence.
+        passages: the best passage holding each sentence (for its context).
+        ranked: the retrieved passages, best first.
+        query: the text searched.
+        previous_question: the question before, in a conversation.
+    """
+
+    sentences: tuple[int, ...]
+    evidence: tuple[Evidence, ...]
+    passages: tuple[Passage, ...]
+    ranked: tuple[Passage, ...]
+    query: str
+    previous_question: str | None
+
+
+def find_candidates(retriever: Retriever, question: str, history: Sequence[tuple[str, str]], settings: Settings,
+                    *, where: Where = None) -> Candidates:
+    """The candidate sentences for `question` and their evidence (see the module docstring, step 1)."""
+    question_vector = retriever.embedder.embed_query(question)
+    rankings = [retriever.rank(question, question_vector, k=settings.answer_passages, where=where)]
+    previous_question, query, cited = None, question, []
+    if history:
+        previous_question, previous_answer = history[-1]
+        query = f"{question} {previous_question}"
+        query_vector = retriever.embedder.embed_query(query)
+        rankings.append(retriever.rank(query, query_vector, k=settings.answer_passages,
+                                       where=where))
+        cited = cited_sentences(retriever, previous_answer)
+    passage_of: dict[int, tuple[Passage, float]] = {}
+    best = [max((p.score for p in passages), default=0.0) or 1.0 for passages in rankings]
+    interleaved = [(passage, passage.score / best[r]) for rank in range(settings.answer_passages)
+                   for r, passages in enumerate(rankings) if rank < len(passages) for passage in [passages[rank]]]
+    for passage, relative in interleaved:
+        for sentence_id in retriever.chunk_sentences[passage.chunk].tolist():
+            if sentence_id not in passage_of and len(passage_of) < settings.answer_candidates:
+                passage_of[sentence_id] = (passage, relative)
+    cited_set = set(cited)
+    extra = [i for s in cited for i in (s, s + 1) if i < len(retriever.sentences)
+             and retriever.sentences[i].doc_id == retriever.sentences[s].doc_id]
+    edges: set[int] = set()
+    if rankings[0] and settings.document_edges:
+        document = retriever.sentence_ids(rankings[0][0].doc_id)
+        first, last = settings.document_edges
+        edges = {*document[:first], *document[max(first, len(document) - last):]}
+        extra += sorted(edges)
+    sentence_ids = list(passage_of) + [i for i in dict.fromkeys(extra) if i not in passage_of]
+    # A follow-up's evidence is the stronger of what the question says alone and what it says
+    # together with the previous question ("Is it gone?" means the group of the last answer).
+    queries = [(terms([question])[0], question_vector)]
+    if history:
+        queries.append((terms([query])[0], query_vector))
+    evidence, passages = [], []
+    for sentence_id in sentence_ids:
+        passage, relative = passage_of.get(sentence_id) or (sentence_passage(retriever, sentence_id), 0.0)
+        found = [sentence_evidence(retriever, sentence_id, query_terms, vector, relative,
+                                   cited_before=sentence_id in cited_set, follows_cited=sentence_id - 1 in cited_set,
+                                   edge=sentence_id in edges) for query_terms, vector in queries]
+        evidence.append(_stronger(found))
+        passages.append(passage)
+    return Candidates(tuple(sentence_ids), tuple(evidence), tuple(passages), tuple(rankings[0]), normalise(query),
+                      previous_question)
+
+
+def _stronger(evidence: list[Evidence]) -> Evidence:
+    """The per-field maximum of one sentence's evidence against several queries."""
+    if len(evidence) == 1:
+        return evidence[0]
+    first = evidence[0]
+    return dataclasses.replace(first, dense=max(e.dense for e in evidence), overlap=max(e.overlap for e in evidence),
+                               overlap_with_previous=max(e.overlap_with_previous for e in evidence))
+
+
+def sentence_evidence(retriever: Retriever, sentence_id: int, query_terms: list[str], query_vector: np.ndarray,
+                      passage: float, *, cited_before: bool = False, follows_cited: bool = False,
+                      edge: bool = False) -> Evidence:
+    """Retrieval evidence for one sentence (see `qa.ranker.Evidence`)."""
+    sentence_terms = retriever.sentence_terms[sentence_id]
+    weights = retriever.term_weights
+    sentences = retriever.sentences
+    previous = sentence_id - 1
+    with_previous = sentence_terms
+    if previous >= 0 and sentences[previous].doc_id == sentences[sentence_id].doc_id:
+        with_previous = sentence_terms + retriever.sentence_terms[previous]
+    return Evidence(
+        dense=float(retriever.sentence_vectors[sentence_id] @ query_vector),
+        overlap=weights.overlap(query_terms, sentence_terms),
+        overlap_with_previous=weights.overlap(query_terms, with_previous),
+        passage=passage,
+        cited_before=float(cited_before),
+        follows_cited=float(follows_cited),
+        edge=float(edge),
+    )
+
+
+def cited_sentences(retriever: Retriever, answer_text: str) -> list[int]:
+    """Ids of the sentences an earlier answer's text quotes: the spans that a marker [n] follows
+    (a refusal has no marker, so it cites nothing)."""
+    found: list[int] = []
+    for span in _MARKER.split(answer_text)[:-1]:
+        span = normalise(span)
+        if not span:
+            continue
+        _, by_sentence, _ = retriever.lexical.scores(span)
+        for sentence_id in np.argsort(-by_sentence)[:8].tolist():
+            if by_sentence[sentence_id] > 0 and normalise(retriever.sentences[sentence_id].text) in span:
+                found.append(int(sentence_id))
+    return sorted(set(found))
+
+
+def sentence_passage(retriever: Retriever, sentence_id: int) -> Passage:
+    """The chunk that holds a sentence, as a passage (for sentences that no search returned)."""
+    return retriever.passage(int(retriever.sentence_chunk[sentence_id]))
+
+
+
+def normalise(text: str) -> str:
+    """Whitespace collapsed to single spaces."""
+    return " ".join(text.split())
