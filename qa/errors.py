@@ -38,3 +38,10 @@ class IndexLockedError(QAError, OSError):
 
 class ModelUnavailableError(QAError, OSError):
     """The embedding model cannot be loaded offline."""
+
+
+class IndexWriteError(QAError, OSError):
+    """The index cannot be written (the disk is full, read-only or not ours); the previous index is kept.
+
+    `errno` is that of the operating system's error, so callers can tell a full disk (ENOSPC) apart.
+    """

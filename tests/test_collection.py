@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,8 +13,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import faiss
 import pytest
 
+import qa.index
 from qa import Retriever
 from qa.cli import main
 from qa.collection import find_files, sync
@@ -40,7 +45,18 @@ def embedded(calls: list[list[str]]) -> int:
 
 
 def hidden(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock"))
+    """Hidden entries beside an index, but for its lock file and the version folder it points to."""
+    current = {os.readlink(p) for p in directory.iterdir() if p.is_symlink()}
+    return sorted(p.name for p in directory.iterdir()
+                  if p.name.startswith(".") and not p.name.endswith(".lock") and p.name not in current)
+
+
+def as_plain_folder(path: Path) -> None:
+    """Give the index at `path` the layout written before versioned folders: a plain folder holding the files."""
+    version = path.resolve()
+    path.unlink()
+    shutil.copytree(version, path)
+    shutil.rmtree(version)
 
 
 def test_find_files_walks_folders_with_stable_ids(tmp_path: Path) -> None:
@@ -108,6 +124,51 @@ def test_cli_index_prints_a_summary_and_filters(capsys: pytest.CaptureFixture[st
         "land/desert", "land/oases"}
 
 
+def test_cli_index_on_a_full_disk_prints_one_line_and_keeps_the_index(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path / "docs", TEXTS)
+    out = tmp_path / "idx"
+    sync([tmp_path / "docs"], out)
+    before = (out / MANIFEST).read_bytes()
+    write(tmp_path / "docs", {"new.txt": "Misrata is a port city."})
+    real = faiss.write_index
+
+    def write_to_a_full_device(index: faiss.Index, _destination: object, *args: object) -> None:
+        with open("/dev/full", "wb", buffering=0) as device:  # a real ENOSPC from the kernel
+            real(index, faiss.PyCallbackIOWriter(device.write))
+
+    monkeypatch.setattr(qa.index.faiss, "write_index", write_to_a_full_device)
+    assert main(["index", str(tmp_path / "docs"), "--out", str(out)]) == 1
+    assert capsys.readouterr().err.splitlines() == [f"qa: error: no space left on the device holding {out}"]
+    assert (out / MANIFEST).read_bytes() == before and hidden(tmp_path) == []
+    monkeypatch.undo()
+    assert len(Retriever.load(out).documents) == 4
+
+
+def test_qa_index_past_the_file_size_limit_prints_one_line(tmp_path: Path) -> None:
+    """A real OS error with nothing patched: the kernel refuses writes past RLIMIT_FSIZE (EFBIG)."""
+    write(tmp_path / "docs", TEXTS)
+    out = tmp_path / "idx"
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    # Queries on torch: the ONNX query model is not exported (a large write) into this session's empty cache.
+    result = subprocess.run([str(QA), "index", str(tmp_path / "docs"), "--out", str(out)], preexec_fn=limit,
+                            env=os.environ | {"QA_QUERY_BACKEND": "torch"}, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"qa: error: cannot write the index at {out}: {os.strerror(errno.EFBIG)}"]
+    assert not out.exists() and hidden(tmp_path) == []
+
+
+def test_cli_os_errors_outside_a_save_print_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    write(tmp_path / "docs", TEXTS)
+    (tmp_path / "taken").write_text("a file, not a folder", encoding="utf-8")
+    assert main(["index", str(tmp_path / "docs"), "--out", str(tmp_path / "taken" / "sub" / "idx")]) == 1
+    assert capsys.readouterr().err.splitlines() == [f"qa: error: Not a directory: {tmp_path / 'taken' / 'sub'}"]
+
+
 def test_a_second_writer_is_stopped_and_readers_keep_the_last_index(tmp_path: Path) -> None:
     write(tmp_path / "docs", TEXTS)
     out = tmp_path / "idx"
@@ -139,16 +200,22 @@ KILLED_SAVE = textwrap.dedent("""
     point, staging, target = sys.argv[1:]
     stored = index.load_index(staging)
     die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
-    if point == "written":          # the new index is complete in its temporary directory
+    if point == "written":          # the new version is complete and flushed, nothing points to it yet
         index._replace_dir = die
-    elif point == "swapping":       # the old index is moved aside, the new one not yet in place
+    elif point == "pointed":        # the link to the new version is made, not yet moved over the old one
+        real_symlink = os.symlink
+        def symlink(*args, **kwargs):
+            real_symlink(*args, **kwargs)
+            die()
+        os.symlink = symlink
+    elif point == "migrating":      # a plain-folder index (the layout before versions) is moved aside
         real = os.replace
         def replace(src, dst):
             real(src, dst)
             if str(dst).endswith("/index"):
                 die()
         os.replace = replace
-    elif point == "swapped":        # the new index is in place, the old one not yet deleted
+    elif point == "swapped":        # the index points to the new version, the old one is not yet deleted
         index.shutil.rmtree = die
     from qa.config import Settings
     index.save_index(target, corpus=stored.corpus, vectors=stored.vectors, lexical=stored.lexical,
@@ -156,11 +223,13 @@ KILLED_SAVE = textwrap.dedent("""
 """).format(root=str(ROOT))
 
 
-@pytest.mark.parametrize("point", ["written", "swapping", "swapped"])
+@pytest.mark.parametrize("point", ["written", "pointed", "migrating", "swapped"])
 def test_a_save_killed_at_any_point_leaves_a_loadable_index(tmp_path: Path, point: str) -> None:
     write(tmp_path / "docs", TEXTS)
     out, staging = tmp_path / "idx", tmp_path / "staging" / "idx"
     sync([tmp_path / "docs"], out)
+    if point == "migrating":
+        as_plain_folder(out)
     write(tmp_path / "more", {"food.txt": "Bazin is a dough of barley flour.", "sea.txt": "Tuna run in spring."})
     sync([tmp_path / "docs", tmp_path / "more"], staging)
     before = (out / MANIFEST).read_bytes()

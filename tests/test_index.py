@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -22,7 +32,10 @@ from qa import (
     StaleIndexError,
 )
 from qa.config import DEFAULT_MODEL
-from qa.index import VectorIndex, read_manifest
+from qa.errors import IndexWriteError
+from qa.index import VectorIndex, load_index, read_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DOCS = [
     Document(
@@ -55,8 +68,29 @@ def small() -> Retriever:
 
 
 def leftovers(directory: Path) -> list[str]:
-    """Hidden temporary entries a save may leave beside the index (its lock file is kept: it is not one)."""
-    return sorted(p.name for p in directory.iterdir() if p.name.startswith(".") and not p.name.endswith(".lock"))
+    """Hidden entries a save may leave beside the index: not its lock file, nor the version folder it points to."""
+    current = {os.readlink(p) for p in directory.iterdir() if p.is_symlink()}
+    return sorted(p.name for p in directory.iterdir()
+                  if p.name.startswith(".") and not p.name.endswith(".lock") and p.name not in current)
+
+
+def as_plain_folder(path: Path) -> None:
+    """Give the index at `path` the layout written before versioned folders: a plain folder holding the files."""
+    version = path.resolve()
+    path.unlink()
+    shutil.copytree(version, path)
+    shutil.rmtree(version)
+
+
+def fill_the_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make FAISS write the vectors to /dev/full, so the save meets a real ENOSPC from the kernel."""
+    real = faiss.write_index
+
+    def write_to_a_full_device(index: faiss.Index, _destination: object, *args: object) -> None:
+        with open("/dev/full", "wb", buffering=0) as device:
+            real(index, faiss.PyCallbackIOWriter(device.write))
+
+    monkeypatch.setattr(qa.index.faiss, "write_index", write_to_a_full_device)
 
 
 def snapshot(path: Path) -> dict[str, bytes]:
@@ -241,6 +275,63 @@ def edit_manifest(path: Path, change: Callable[[dict], object]) -> None:
     (path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
 
 
+# -- hostile manifests (issue 16): values, nesting, file names, checksums ----------------------
+
+
+def chunk_sentences_zero(path: Path) -> None:
+    edit_manifest(path, lambda m: m["settings"].update(chunk_sentences=0))
+
+
+def chunk_sentences_text(path: Path) -> None:
+    edit_manifest(path, lambda m: m["settings"].update(chunk_sentences="x"))
+
+
+def settings_index_type_bogus(path: Path) -> None:
+    edit_manifest(path, lambda m: m["settings"].update(index_type="bogus"))
+
+
+def index_kind_bogus(path: Path) -> None:
+    edit_manifest(path, lambda m: m.update(index="bogus"))
+
+
+def manifest_nested_deeply(path: Path) -> None:
+    (path / "manifest.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+
+
+def documents_nested_deeply(path: Path) -> None:
+    (path / "documents.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
+    digest = qa.index._sha256(path / "documents.jsonl")
+    edit_manifest(path, lambda m: m["files"].update({"documents.jsonl": digest}))
+
+
+def no_checksums(path: Path) -> None:
+    edit_manifest(path, lambda m: m.update(files={}))
+
+
+def flipped_vector_byte_without_its_checksum(path: Path) -> None:
+    edit_manifest(path, lambda m: m["files"].pop("vectors.faiss"))
+    data = bytearray((path / "vectors.faiss").read_bytes())
+    data[-5] ^= 0xFF
+    (path / "vectors.faiss").write_bytes(bytes(data))
+
+
+def name_climbing_out_with_the_right_checksum(path: Path) -> None:
+    secret = path.parent / "secret.txt"
+    secret.write_text("the neighbour's secret", encoding="utf-8")
+    edit_manifest(path, lambda m: m["files"].update({"../secret.txt": qa.index._sha256(secret)}))
+
+
+def absolute_name(path: Path) -> None:
+    edit_manifest(path, lambda m: m["files"].update({"/etc/passwd": "0" * 64}))
+
+
+def link_to_a_file_outside(path: Path) -> None:
+    outside = path.parent / "vocab-elsewhere.json"
+    shutil.copyfile(path / "vocab.json", outside)
+    (path / "vocab.json").unlink()
+    (path / "vocab.json").symlink_to(outside)
+
+
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
@@ -259,22 +350,43 @@ def edit_manifest(path: Path, change: Callable[[dict], object]) -> None:
         (manifest_document_without_checksum, "manifest.json is damaged .*sha256"),
         (manifest_vectors_not_a_number, "manifest.json is damaged .*vectors"),
         (spans_for_fewer_documents, "cannot be read"),
+        (chunk_sentences_zero, "manifest.json is damaged .*chunk_sentences"),
+        (chunk_sentences_text, "manifest.json is damaged .*chunk_sentences"),
+        (settings_index_type_bogus, "manifest.json is damaged .*index_type"),
+        (index_kind_bogus, "manifest.json is damaged .*'index'"),
+        (manifest_nested_deeply, "manifest.json is unreadable .*nested too deeply"),
+        (documents_nested_deeply, "cannot be read .*nested too deeply"),
+        (no_checksums, "manifest.json is damaged .*no checksum for documents.jsonl"),
+        (flipped_vector_byte_without_its_checksum, "manifest.json is damaged .*no checksum for vectors.faiss"),
+        (name_climbing_out_with_the_right_checksum, "manifest.json is damaged .*'../secret.txt' is outside the index"),
+        (absolute_name, "manifest.json is damaged .*'/etc/passwd' is outside the index"),
+        (link_to_a_file_outside, "vocab.json is missing or not a plain file"),
     ],
 )
 def test_damaged_index_raises_corrupt_index_error(
-    tmp_path: Path, small: Retriever, damage: Callable[[Path], None], message: str
+    tmp_path: Path, small: Retriever, damage: Callable[[Path], None], message: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = small.save(tmp_path / "idx")
     damage(path)
+    hashed: list[Path] = []
+    real_sha256 = qa.index._sha256
+    monkeypatch.setattr(qa.index, "_sha256", lambda file: hashed.append(Path(file)) or real_sha256(file))
     with pytest.raises(CorruptIndexError, match=message) as caught:
         Retriever.load(path)
     assert str(path) in str(caught.value)
     assert "rebuild" in str(caught.value)
+    assert len(str(caught.value).splitlines()) == 1
+    folder = path.resolve()
+    assert all(folder in file.resolve().parents for file in hashed), "nothing outside the index is opened"
 
 
-def test_info_on_a_damaged_manifest_raises_corrupt_index_error(tmp_path: Path, small: Retriever) -> None:
+@pytest.mark.parametrize("damage", [manifest_without_counts, chunk_sentences_text, index_kind_bogus,
+                                    manifest_nested_deeply, no_checksums, absolute_name])
+def test_info_on_a_damaged_manifest_raises_corrupt_index_error(
+    tmp_path: Path, small: Retriever, damage: Callable[[Path], None]
+) -> None:
     path = small.save(tmp_path / "idx")
-    manifest_without_counts(path)
+    damage(path)
     with pytest.raises(CorruptIndexError, match="rebuild"):
         read_manifest(path)
 
@@ -350,7 +462,7 @@ def test_failed_swap_leaves_the_old_index(tmp_path: Path, small: Retriever, monk
 
     def failing(real: Callable[..., None]) -> Callable[..., None]:
         def move(src: str | Path, dst: str | Path, *args: object, **kwargs: object) -> None:
-            if Path(src).name.startswith(".idx.tmp-") and Path(dst) == path:
+            if Path(dst) == path:
                 raise OSError("rename failed (simulated)")
             real(src, dst, *args, **kwargs)
 
@@ -368,7 +480,10 @@ def test_failed_swap_leaves_the_old_index(tmp_path: Path, small: Retriever, monk
 def test_failed_move_of_the_old_index_leaves_it_in_place(
     tmp_path: Path, small: Retriever, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """An index in the plain-folder layout is moved aside once, when the first versioned save replaces it."""
     path = small.save(tmp_path / "idx")
+    as_plain_folder(path)
+    assert [d.doc_id for d in Retriever.load(path).documents] == ["ports", "desert", "history"]
     other = Retriever.build([Document("solo", "Misrata is a port city. It has a steel works.")])
     real_replace = os.replace
 
@@ -383,6 +498,173 @@ def test_failed_move_of_the_old_index_leaves_it_in_place(
     monkeypatch.undo()
     assert [d.doc_id for d in Retriever.load(path).documents] == ["ports", "desert", "history"]
     assert leftovers(tmp_path) == []
+    assert not path.is_symlink()
+    other.save(path)
+    assert path.is_symlink() and [d.doc_id for d in Retriever.load(path).documents] == ["solo"]
+    assert leftovers(tmp_path) == []
+
+
+# -- faults: a full disk, power cuts, readers racing a writer (issue 16) ------------------------
+
+
+def test_a_full_disk_is_one_clear_error_and_keeps_the_old_index(
+    tmp_path: Path, small: Retriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = small.save(tmp_path / "idx")
+    before = snapshot(path)
+    other = Retriever.build([Document("solo", "Misrata is a port city. It has a steel works.")])
+    fill_the_disk(monkeypatch)
+    with pytest.raises(IndexWriteError) as caught:
+        other.save(path)
+    assert str(caught.value) == f"no space left on the device holding {path}"
+    assert caught.value.errno == errno.ENOSPC and isinstance(caught.value, QAError | OSError)
+    monkeypatch.undo()
+    assert snapshot(path) == before
+    assert [d.doc_id for d in Retriever.load(path).documents] == ["ports", "desert", "history"]
+    assert leftovers(tmp_path) == []
+
+
+def test_other_os_errors_name_their_meaning_and_the_path(tmp_path: Path, small: Retriever) -> None:
+    (tmp_path / "taken").write_text("a file, not a folder", encoding="utf-8")
+    path = tmp_path / "taken" / "sub" / "idx"
+    with pytest.raises(IndexWriteError, match=f"^cannot write the index at {re.escape(str(path))}: Not a directory"):
+        small.save(path)
+
+
+def test_save_flushes_files_and_folders_before_the_swap(
+    tmp_path: Path, small: Retriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like SQLite: every file and folder of the new version is on disk before the pointer moves, then the move."""
+    path = small.save(tmp_path / "idx")
+    events: list[tuple[str, tuple[int, int]]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        status = os.fstat(fd)
+        events.append(("fsync", (status.st_dev, status.st_ino)))
+        real_fsync(fd)
+
+    def replace(src: str | Path, dst: str | Path, *args: object, **kwargs: object) -> None:
+        real_replace(src, dst, *args, **kwargs)
+        if Path(dst) == path:
+            events.append(("swap", (0, 0)))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    small.save(path)
+    monkeypatch.undo()
+
+    def key(p: Path) -> tuple[int, int]:
+        return (p.stat().st_dev, p.stat().st_ino)
+
+    version = path.resolve()
+    written = {key(p) for p in [version, *version.rglob("*")]}
+    swap = events.index(("swap", (0, 0)))
+    assert written <= {k for e, k in events[:swap] if e == "fsync"}, "every file and folder is flushed first"
+    assert ("fsync", key(tmp_path)) in events[:swap], "the new folder's name is on disk before the swap"
+    assert ("fsync", key(tmp_path)) in events[swap:], "and the swap itself after it"
+
+
+# Two versions a writer alternates between; a reader must always get one of them whole.
+SOLO = [Document("solo", "Misrata is a port city. It has a steel works. Its port handles containers.")]
+
+
+def save_quickly(retriever: Retriever, path: Path) -> Path:
+    """Save without fsync: swapping does not depend on it, and hundreds of fsyncs stall a busy machine."""
+    return qa.index.save_index(path, corpus=retriever.corpus, vectors=retriever.vectors, lexical=retriever.lexical,
+                               settings=retriever.settings, durable=False)
+
+
+def whole_version(stored: qa.index.StoredIndex, versions: dict[tuple[str, ...], np.ndarray]) -> tuple[str, ...]:
+    ids = tuple(d.doc_id for d in stored.corpus.documents)
+    assert ids in versions, ids
+    assert np.array_equal(stored.vectors.vectors(), versions[ids])
+    return ids
+
+
+def test_readers_racing_a_writer_always_load_a_whole_version(tmp_path: Path, small: Retriever) -> None:
+    other = Retriever.build(SOLO)
+    path = small.save(tmp_path / "idx")
+    versions = {("ports", "desert", "history"): small.sentence_vectors, ("solo",): other.sentence_vectors}
+    stop, saves, writer_errors = threading.Event(), [0], []
+
+    def writer() -> None:
+        while not stop.is_set():
+            try:
+                save_quickly(other if saves[0] % 2 == 0 else small, path)
+                saves[0] += 1
+            except Exception as exc:  # noqa: BLE001 - every failure is counted
+                writer_errors.append(repr(exc))
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    seen: Counter[tuple[str, ...]] = Counter()
+    errors = []
+    try:
+        started = time.monotonic()  # two seconds at least, longer on a busy machine until enough swaps are seen
+        while time.monotonic() < started + 2.0 or (
+                (saves[0] < 10 or len(seen) < 2) and time.monotonic() < started + 60.0):
+            try:
+                stored = load_index(path)
+            except Exception as exc:  # noqa: BLE001 - every failure is counted
+                errors.append(repr(exc))
+                continue
+            seen[whole_version(stored, versions)] += 1
+    finally:
+        stop.set()
+        thread.join()
+    assert errors == [] and writer_errors == []
+    assert saves[0] >= 2 and len(seen) == 2, (saves, seen)
+    load_index(path)  # removes versions that readers held during the last swaps
+    assert leftovers(tmp_path) == []
+
+
+READER = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {root!r})
+    from qa.index import load_index
+    path, seconds = sys.argv[1], float(sys.argv[2])
+    loads, errors, seen = 0, 0, set()
+    print("ready", flush=True)
+    start = time.monotonic()  # `seconds` at least, longer on a busy machine until both versions are seen
+    while time.monotonic() < start + seconds or ((loads < 20 or len(seen) < 2) and time.monotonic() < start + 120):
+        try:
+            stored = load_index(path)
+        except Exception as exc:
+            errors += 1
+            print(type(exc).__name__, exc, file=sys.stderr)
+            continue
+        loads += 1
+        seen.add(tuple(d.doc_id for d in stored.corpus.documents))
+    print(loads, errors, len(seen), flush=True)
+""").format(root=str(ROOT))
+
+
+def test_a_reader_process_racing_a_writer_never_fails(tmp_path: Path, small: Retriever) -> None:
+    other = Retriever.build(SOLO)
+    path = small.save(tmp_path / "idx")
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(path), "2"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    assert reader.stdout is not None and reader.stdout.readline().strip() == "ready"
+    saves = 0
+    while reader.poll() is None:
+        save_quickly(other if saves % 2 == 0 else small, path)
+        saves += 1
+        time.sleep(0.02)
+    out, err = reader.communicate(timeout=60)
+    loads, errors, seen = map(int, out.split())
+    assert (errors, err) == (0, "")
+    assert loads >= 2 and seen == 2 and saves >= 2, (loads, seen, saves)
+
+
+def test_remove_index_deletes_the_link_and_its_versions(tmp_path: Path, small: Retriever) -> None:
+    path = small.save(tmp_path / "idx")
+    small.save(path)
+    qa.index.remove_index(path)
+    assert not path.exists() and not path.is_symlink() and leftovers(tmp_path) == []
+    with pytest.raises(IndexNotFoundError):
+        load_index(path)
 
 
 def test_default_builds_once_then_loads(tmp_path: Path, spy_embed_passages: list[list[str]]) -> None:
