@@ -35,11 +35,11 @@ from typing import Any, TypeVar
 
 import gradio as gr
 
-from qa import Answer, Assistant, Document, QAError, Retriever
+from qa import Answer, Assistant, Document, QAError, Retriever, Settings
 from qa.answer import Citation, answer_dict
 
 EXAMPLES = [
-    "What did CNN report about troop numbers?",
+    "How many troops would the new US policy send to Libya?",
     "What security threats does Libya pose to southern Europe?",
     "Who is Khalifa Haftar?",
 ]
@@ -188,8 +188,13 @@ def marked(citation: Citation, answer: Answer) -> str:
     if phrase is None or phrase.doc_id != citation.doc_id or not citation.start <= phrase.start < citation.end:
         return esc(flat(citation.text))
     at, to = phrase.start - citation.start, phrase.end - citation.start
-    return (f"{esc(flat(citation.text[:at]))} <strong class=\"qa-phrase\">{esc(flat(citation.text[at:to]))}"
-            f"</strong> {esc(flat(citation.text[to:]))}").strip()
+
+    def spaced(part: str) -> str:
+        return esc(re.sub(r"\s+", " ", part))
+
+    text = citation.text
+    return (f"{spaced(text[:at])}<strong class=\"qa-phrase\">{spaced(text[at:to])}</strong>"
+            f"{spaced(text[to:])}").strip()
 
 
 def sources_html(turn: int, answer: Answer, corpus: Retriever) -> str:
@@ -277,13 +282,21 @@ def unique_id(doc_id: str, taken: set[str]) -> str:
     return candidate
 
 
-def history_pairs(history: Any) -> list[tuple[str, str]]:
-    """API history as (question, answer) pairs; a QAError saying what is expected for anything else."""
+def history_pairs(history: Any, settings: Settings | None = None) -> list[tuple[str, str]]:
+    """API history as (question, answer) pairs; a QAError saying what is expected for anything else,
+    or when it is over the limits in `Settings` (turns and characters)."""
+    settings = settings or Settings()
     if history is None:
         return []
     if isinstance(history, list | tuple) and all(
         isinstance(turn, list | tuple) and len(turn) == 2 and all(isinstance(x, str) for x in turn) for turn in history
     ):
+        if len(history) > settings.max_history_turns:
+            raise QAError(f"history has {len(history):,} turns; the limit is {settings.max_history_turns} "
+                          "(only the last turn is used for a follow-up)")
+        chars = sum(len(q) + len(a) for q, a in history)
+        if chars > settings.max_history_chars:
+            raise QAError(f"history has {chars:,} characters; the limit is {settings.max_history_chars:,}")
         return [(q, a) for q, a in history]
     raise QAError("history must be a list of [question, answer] pairs of text, oldest first, "
                   f"for example [[\"Who is Haftar?\", \"...\"]]; got {json_preview(history)}")
@@ -367,7 +380,9 @@ class Handlers:
     def ask_api(self, question: str, history: list[list[str]] | None = None) -> dict:
         """Answer a question about the bundled article; returns question, answer, found and citations."""
         try:
-            answer = Assistant(self.base).ask(question, history=history_pairs(history))
+            if not isinstance(question, str):
+                raise QAError(f"the question must be text, got {json_preview(question)}")
+            answer = Assistant(self.base).ask(question, history=history_pairs(history, self.base.settings))
         except QAError as exc:
             raise gr.Error(message(exc), print_exception=False) from exc
         return as_dict(answer)
@@ -487,6 +502,9 @@ class Page(gr.Blocks):
     """The chat's Blocks. Plain HTTP callers of /ask may leave out the optional history."""
 
     def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
+        if block_fn.api_name == "ask" and len(inputs) > len(block_fn.inputs):
+            raise gr.Error(f"/ask takes the question and, optionally, the history: {len(inputs)} values were "
+                           f"sent, at most {len(block_fn.inputs)} are read", print_exception=False)
         if block_fn.api_name == "ask" and len(inputs) < len(block_fn.inputs):
             inputs.extend([None] * (len(block_fn.inputs) - len(inputs)))  # gradio_client sends the default
         super().validate_inputs(block_fn, inputs)
@@ -595,6 +613,18 @@ def quiet_libraries() -> None:
     logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
+# A system font stack: nothing is fetched for text, and every glyph of a heading comes from one font
+# (Gradio's bundled web font has two weights, so bold headings mixed faces).
+THEME_FONTS = ("ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial",
+               "sans-serif")
+MONO_FONTS = ("ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace")
+
+
+def theme() -> gr.themes.Base:
+    """Gradio's default look with system fonts only."""
+    return gr.themes.Default(font=THEME_FONTS, font_mono=MONO_FONTS)
+
+
 def launch(host: str | None = None, port: int | None = None, share: bool = False, *,
            index_dir: str | Path | None = None, retriever: Retriever | None = None, block: bool = True) -> gr.Blocks:
     """Start the chat on host:port (env QA_HOST / QA_PORT, default 127.0.0.1:7860); no share link unless asked."""
@@ -602,7 +632,7 @@ def launch(host: str | None = None, port: int | None = None, share: bool = False
     demo.queue(default_concurrency_limit=4).launch(
         server_name=host or os.environ.get("QA_HOST", "127.0.0.1"),
         server_port=int(port or os.environ.get("QA_PORT", 7860)),
-        share=share, prevent_thread_lock=not block, css=CSS, max_file_size=f"{2 * MAX_FILE_MB}mb",
+        share=share, prevent_thread_lock=not block, css=CSS, theme=theme(), max_file_size=f"{2 * MAX_FILE_MB}mb",
         run_history=False, enable_monitoring=False, footer_links=["api", "gradio"],
     )
     return demo

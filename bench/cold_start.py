@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 QA = Path(sys.executable).parent / "qa"
-QUESTION = "What did CNN report about troop numbers?"
+QUESTION = "How many troops would the new US policy send to Libya?"
 
 
 def run(env: dict[str, str], *argv: str) -> tuple[float, str]:

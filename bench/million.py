@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -282,6 +281,8 @@ def run_stage(*args: str) -> dict[str, Any]:
 
 
 def main() -> None:
+    from qa.index import remove_index
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/qa-bench-million"))
     parser.add_argument("--sentences", type=int, default=1_000_000)
@@ -332,7 +333,7 @@ def main() -> None:
         rows[label] = row
         print(json.dumps({label: row}), file=sys.stderr)
         if not args.keep:
-            shutil.rmtree(work / f"index-{index_type}-{n}", ignore_errors=True)
+            remove_index(work / f"index-{index_type}-{n}")  # the link and its version folders
     (work / "results.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
     print(report(rows, base, args))
 

@@ -6,9 +6,10 @@ The composer is extractive, so every claim is the document's own words:
 2. History only for follow-ups. A question is first asked alone. The
    previous turn joins it only when the question refers back to something
    it does not name (a third-person pronoun or demonstrative, or an opening
-   such as "and" or "what about"), or when the question alone cannot be
-   answered and the conversation makes it answerable. So a standalone
-   question keeps its citations after an unrelated turn.
+   such as "and" or "what about"), or when a short question (at most two
+   content terms, "How many troops?") cannot be answered alone and the
+   conversation makes it answerable. So a standalone question keeps its
+   citations after an unrelated turn, and an off-topic one is still refused.
 3. Questions about the document itself (who wrote it, where it appeared,
    what it recommends, what it is about) are answered from the document's
    own frame lines (`qa.frame`).
@@ -37,6 +38,7 @@ from typing import Any
 from .candidates import Candidates, find_candidates, normalise
 from .config import Settings
 from .frame import frame_answer
+from .lexical import terms
 from .ranker import AnswerRanker, Ranking, Span, load_ranker
 from .retrieval import Passage, Retriever, Where, check_question
 
@@ -134,6 +136,17 @@ _REFERS_BACK = re.compile(
     re.IGNORECASE)
 
 
+_WEIGH_ALONE = False
+#: A question naming at most this many content terms may be elliptic ("How many troops?", "When?").
+ELLIPTIC_TERMS = 2
+
+
+def elliptic(question: str) -> bool:
+    """Whether the question is too short to stand alone: it names at most `ELLIPTIC_TERMS` content terms.
+    A question with a subject of its own ("How far did the Okavango zebras migrate?") stands or falls alone."""
+    return len(set(terms([question])[0])) <= ELLIPTIC_TERMS
+
+
 def refers_back(question: str) -> bool:
     """Whether the question points at something it does not name: a third-person pronoun, a closing
     "this"/"that", or an opening that continues a conversation ("And …", "What about …", "Why?")."""
@@ -164,11 +177,15 @@ class Assistant:
                                 answerable=framed.confidence)
         leans = bool(history) and refers_back(question)
         found, ranking = self._rank(question, history if leans else (), where)
-        if history and not leans and ranking.answerable < self.threshold:
-            # The question alone is not answered: maybe it leans on the conversation ("How many troops?").
+        if history and not leans and ranking.answerable < self.threshold and elliptic(question):
+            # A short question alone is not answered: maybe it leans on the conversation ("How many troops?").
             with_history, ranked = self._rank(question, history, where)
             if ranked.answerable > ranking.answerable:
                 found, ranking, leans = with_history, ranked, True
+        elif leans and _WEIGH_ALONE:
+            alone, ranked = self._rank(question, (), where)
+            if ranked.answerable >= self.threshold and ranked.answerable > ranking.answerable:
+                found, ranking, leans = alone, ranked, False
         if not found.sentences or ranking.answerable < self.threshold:
             confidence = self._confidence(ranking)
             return Answer(question, NOT_FOUND, False, (), found.query, found.ranked, confidence, None, leans,
@@ -222,7 +239,9 @@ class Assistant:
         if score < (self.ranker.min_phrase if self.settings.min_phrase is None else self.settings.min_phrase):
             return None
         sentence = self.retriever.sentences[sentence_id]
-        start, end = collapsed_to_original(sentence.text, span.start, span.end)
+        start, end = whole_words(sentence.text, *collapsed_to_original(sentence.text, span.start, span.end))
+        if start >= end:
+            return None
         document = self.retriever.document(sentence.doc_id)
         start, end = sentence.start + start, sentence.start + end
         return Phrase(document.text[start:end], sentence.doc_id, start, end, round(score, 4))
@@ -273,6 +292,20 @@ def cited(probabilities: Sequence[float], limit: int, confidence: float, ratio: 
         chosen.append(i)
         missed *= 1.0 - float(probabilities[i])
     return chosen
+
+
+def whole_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """The span widened to whole words (a word piece can end inside a word) and trimmed of the spaces and
+    punctuation at its edges."""
+    while 0 < start < len(text) and text[start - 1].isalnum() and text[start].isalnum():
+        start -= 1
+    while 0 < end < len(text) and text[end - 1].isalnum() and text[end].isalnum():
+        end += 1
+    while start < end and not text[start].isalnum() and text[start] not in "$£€(\"'":
+        start += 1
+    while end > start and not text[end - 1].isalnum() and text[end - 1] not in "%)\"'":
+        end -= 1
+    return start, end
 
 
 def collapsed_to_original(text: str, start: int, end: int) -> tuple[int, int]:

@@ -57,6 +57,8 @@ class Settings:
         min_phrase: the short answer is shown when its calibrated probability of being right is at least this;
             None takes the model's (one half).
         max_question_chars: longer questions are rejected with a clear error.
+        max_history_turns, max_history_chars: the most earlier turns, and characters in them, an API call may
+            send (only the last turn is used, but all of it is read).
         query_threads: torch CPU threads for embedding one query (default 1, or $QA_QUERY_THREADS,
             or $QA_THREADS); more threads collapse when other processes share the cores (`qa.threads`).
         index_threads: torch CPU threads for embedding a batch of sentences while indexing
@@ -90,6 +92,8 @@ class Settings:
     min_answerable: float | None = None
     min_phrase: float | None = None
     max_question_chars: int = 1000
+    max_history_turns: int = 50
+    max_history_chars: int = 100_000
     query_threads: int = field(default_factory=lambda: env_threads("QA_QUERY_THREADS", DEFAULT_QUERY_THREADS))
     index_threads: int = field(default_factory=lambda: env_threads("QA_INDEX_THREADS", DEFAULT_INDEX_THREADS))
     query_backend: QueryBackend = field(default_factory=lambda: os.environ.get("QA_QUERY_BACKEND") or "onnx")

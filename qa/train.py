@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -459,10 +459,11 @@ class Checkpoints:
 _RESUMABLE = {"threads", "device", "checkpoint_minutes"}
 
 
-def train_encoder(questions: Sequence[SquadQuestion], sentences: TrainingSentences, config: TrainConfig,
-                  checkpoints: Checkpoints | None = None, *, resume: bool = False) -> Any:
+def train_encoder(questions: Sequence[SquadQuestion], sentences: Callable[[], TrainingSentences],
+                  config: TrainConfig, checkpoints: Checkpoints | None = None, *, resume: bool = False) -> Any:
     """Fine-tune the cross-encoder on the training groups (see `training_groups`); returns it on the CPU, in
-    evaluation mode. Saves a checkpoint every `config.checkpoint_minutes` and at the end."""
+    evaluation mode. Saves a checkpoint every `config.checkpoint_minutes` and at the end. `sentences` makes
+    the training sentences when first needed (a run resumed from its final checkpoint needs none)."""
     import torch
     from transformers import AutoTokenizer
 
@@ -490,7 +491,7 @@ def train_encoder(questions: Sequence[SquadQuestion], sentences: TrainingSentenc
     warm_up = max(1, steps // 10)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimiser, lambda s: min(1.0, (s + 1) / warm_up) * max(0.0, (steps - s) / steps))
-    step, running = 0, None
+    step, running, spent = 0, None, 0.0
     state = checkpoints.load() if checkpoints is not None and resume else None
     if state is not None:
         model.load_state_dict(state["model"])
@@ -498,22 +499,25 @@ def train_encoder(questions: Sequence[SquadQuestion], sentences: TrainingSentenc
         schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["torch_rng"])
         step, running = int(state["step"]), state["loss"]
+        spent = float(state.get("seconds", 0.0))
         log.info("resumed from %s at step %d of %d", checkpoints.path if checkpoints else "", step, steps)
 
     def save() -> None:
         if checkpoints is not None:
             checkpoints.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                               "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
-                              "step": step, "steps": steps, "loss": running})
+                              "step": step, "steps": steps, "loss": running,
+                              "seconds": spent + time.perf_counter() - started})
 
     model.train()
     started = last_save = time.perf_counter()
     first_step = step
-    epoch, groups = -1, []
+    epoch, groups, corpus = -1, [], None
     while step < steps:
         if step // per_epoch != epoch:
             epoch = step // per_epoch
-            groups = training_groups(questions, sentences, config, epoch)
+            corpus = corpus or sentences()
+            groups = training_groups(questions, corpus, config, epoch)
         at_step = step % per_epoch
         batch = groups[at_step * config.questions_per_step:(at_step + 1) * config.questions_per_step]
         if not batch:  # the epoch had fewer groups than questions (a question without a paragraph)
@@ -537,6 +541,7 @@ def train_encoder(questions: Sequence[SquadQuestion], sentences: TrainingSentenc
             last_save = now
     save()
     model.eval()
+    model.training_seconds = spent + time.perf_counter() - started
     return model.to("cpu")
 
 
@@ -776,12 +781,17 @@ def train(files: Sequence[str | Path], out: str | Path, config: TrainConfig = Tr
     if config.limit:  # a smoke run reads only the articles it asks about
         articles = {q.article for q in learning}
         paragraphs = [d for d in paragraphs if _article(d.doc_id) in articles]
-    sentences = TrainingSentences([*paragraphs, *(d for d in documents if d.doc_id in own)])
-    echo(f"split {len(sentences.texts)} training sentences in {time.perf_counter() - started:.0f} s; "
-         f"training the cross-encoder")
+
+    def sentences() -> TrainingSentences:
+        split = TrainingSentences([*paragraphs, *(d for d in documents if d.doc_id in own)])
+        echo(f"split {len(split.texts)} training sentences in {time.perf_counter() - started:.0f} s")
+        return split
+
     checkpoints = Checkpoints(Path(checkpoint), config) if checkpoint else None
+    echo("training the cross-encoder")
     model = train_encoder(learning, sentences, config, checkpoints, resume=resume)
-    echo(f"trained in {time.perf_counter() - started:.0f} s; exporting and calibrating")
+    trained = time.perf_counter()
+    echo(f"trained in {model.training_seconds:.0f} s of training; exporting and calibrating")
     settings = Settings(index_type="flat")
     retriever = Retriever.build(documents, settings=settings)
     shortlisting = [_example(retriever, q, settings, gold=True) for q in development["training"]]
@@ -799,7 +809,7 @@ def train(files: Sequence[str | Path], out: str | Path, config: TrainConfig = Tr
         unscaled = AnswerRanker(staging, threads=config.threads, relevance_only=True)
         calibration, figures = calibrate(score_examples(unscaled, validation), validation, config)
         manifest = _manifest(files, training_files, config, first_stage, calibration, figures, staging,
-                             seconds=time.perf_counter() - started)
+                             seconds=model.training_seconds + time.perf_counter() - trained)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         AnswerRanker(staging)  # loads and checks what is about to be shipped
         _replace_dir(staging, out)

@@ -15,7 +15,7 @@ from qa import bundled_article
 from qa.cli import main
 
 QA = Path(sys.executable).parent / "qa"
-TROOPS = "What did CNN report about troop numbers?"
+TROOPS = "How many troops would the new US policy send to Libya?"
 CITATION_FIELDS = {"n": int, "doc_id": str, "title": str, "start": int, "end": int, "text": str, "score": float}
 PASSAGE_FIELDS = {"doc_id": str, "title": str, "start": int, "end": int, "text": str, "score": float}
 

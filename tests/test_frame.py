@@ -95,3 +95,29 @@ def test_in_a_collection_the_document_meant_is_the_best_match() -> None:
     answer = assistant.ask("Who wrote the essay about widening roads?")
     assert answer.found
     assert answer.citations[0].doc_id == "essay"
+
+
+# -- content questions on the same documents: a check on text that is not Wikipedia ---------------
+
+CONTENT = [
+    ("blog", "What was the trick for the sourdough?", "warmer proofing spot"),
+    ("blog", "How much was the water cut?", "ten percent"),
+    ("wire", "How much did container volumes rise?", "14 percent"),
+    ("wire", "What must the operator invest in?", "larger cranes"),
+    ("review", "How was the grip on wet granite?", "excellent"),
+    ("review", "Where was the boot tested?", "Pyrenees"),
+    ("essay", "What do wider roads invite?", "more cars"),
+    ("essay", "What happened where bus lanes were painted?", "journeys became faster"),
+    ("forum", "Why do tomatoes split?", "uneven watering"),
+    ("forum", "How often did the poster water the tomatoes?", "every evening"),
+]
+#: Measured with the shipped ranker (README, Quality); the count must not fall.
+CONTENT_RIGHT = 8
+
+
+def test_content_questions_on_other_styles_of_text(assistants: dict[str, Assistant]) -> None:
+    right = []
+    for name, question, evidence in CONTENT:
+        answer = assistants[name].ask(question)
+        right.append(answer.found and evidence in answer.citations[0].text)
+    assert sum(right) >= CONTENT_RIGHT, [q for (_, q, _), ok in zip(CONTENT, right, strict=True) if not ok]

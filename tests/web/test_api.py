@@ -7,7 +7,7 @@ from gradio_client.exceptions import AppError
 
 # Gradio's queue analytics use pandas options and keywords that pandas 3 deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
-TROOPS = "What did CNN report about troop numbers?"
+TROOPS = "How many troops would the new US policy send to Libya?"
 
 
 def flat(text: str) -> str:
@@ -25,6 +25,8 @@ def test_troop_question_is_answered_with_citation(client, retriever):
     assert "up to fifty US special operations" in flat(first["text"])
     assert first["text"] == retriever.document(first["doc_id"]).text[first["start"]:first["end"]]
     assert set(first) >= {"n", "doc_id", "title", "start", "end", "text", "score"}
+    assert {"phrase", "confidence", "answerable", "follow_up"} <= set(result)
+    assert 0.0 <= result["confidence"] <= 1.0
 
 
 def test_off_topic_question_is_not_found(client):
@@ -89,9 +91,12 @@ def test_plain_http_call_with_only_the_question(app_url, capfd):
     ([TROOPS, [["only one element"]]], "history must be a list of \\[question, answer\\] pairs"),
     ([TROOPS, "not a list"], "history must be a list"),
     ([TROOPS, [["q", 5]]], "history must be a list"),
-    ([], "question is empty"),
-    ([None], "question is empty"),
-    ([42], "question is empty"),
+    ([], "question must be text"),
+    ([None], "question must be text"),
+    ([42], "the question must be text"),
+    ([[TROOPS]], "the question must be text"),
+    ([TROOPS, None, "extra"], "takes the question and, optionally, the history"),
+    ([TROOPS, [["q", "a"]] * 51], "the limit is 50"),
 ])
 def test_plain_http_call_with_bad_input_gets_a_clear_message(app_url, capfd, data, expected):
     import re

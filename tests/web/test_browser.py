@@ -10,7 +10,7 @@ from playwright.sync_api import Page, expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:::gradio.queueing")]
 
-TROOPS = "What did CNN report about troop numbers?"
+TROOPS = "How many troops would the new US policy send to Libya?"
 ZEBRAS = "How far did the Okavango zebras migrate?"
 ZEBRA_NOTES = ("Field notes on the Okavango zebra herd.\n"
                "The herd of Okavango zebras migrated exactly 412 kilometres in the spring of 2021, "

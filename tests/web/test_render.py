@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import app
-from qa import Answer, Citation, Document
+from qa import Answer, Citation, Document, Phrase
 
 
 def test_escape_makes_markup_inert():
@@ -22,7 +22,7 @@ def test_answer_markers_become_spans_and_text_is_escaped():
 
 
 def test_sources_highlight_the_cited_span_in_context_and_document(retriever):
-    answer = app.Assistant(retriever).ask("What did CNN report about troop numbers?")
+    answer = app.Assistant(retriever).ask("How many troops would the new US policy send to Libya?")
     shown = app.sources_html(0, answer, retriever)
     c = answer.citations[0]
     assert f"characters {c.start}–{c.end}" in shown
@@ -46,3 +46,21 @@ def test_document_view_windows_long_documents():
 def test_unique_ids_are_suffixed():
     assert app.unique_id("notes", {"notes", "notes-2"}) == "notes-3"
     assert app.unique_id("other", {"notes"}) == "other"
+
+
+def test_the_short_answer_leads_in_bold_and_is_marked_inside_its_source():
+    text = "The bridge was finished in 1563 under Duke Anselm."
+    citation = Citation(1, "d", "T", 0, len(text), text, 0.9, text, 0, len(text))
+    phrase = Phrase("1563", "d", text.index("1563"), text.index("1563") + 4, 0.8)
+    answer = Answer("When?", f"{text} [1]", True, (citation,), confidence=0.9, phrase=phrase)
+    shown = app.answer_html(0, answer)
+    assert shown.startswith("<strong>1563</strong>")
+    assert "very likely right (90%)" in shown
+    assert '<strong class="qa-phrase">1563</strong>' in app.marked(citation, answer)
+    assert app.confidence_words(0.3) == "unsure: check the source"
+
+
+def test_the_theme_uses_system_fonts_only():
+    theme = app.theme()
+    assert theme._font_css == [] and theme._stylesheets == []  # no @font-face, nothing fetched
+    assert theme.font.startswith("ui-sans-serif") and "Source Sans" not in theme.font
