@@ -136,7 +136,6 @@ _REFERS_BACK = re.compile(
     re.IGNORECASE)
 
 
-_WEIGH_ALONE = False
 #: A question naming at most this many content terms may be elliptic ("How many troops?", "When?").
 ELLIPTIC_TERMS = 2
 
@@ -182,10 +181,6 @@ class Assistant:
             with_history, ranked = self._rank(question, history, where)
             if ranked.answerable > ranking.answerable:
                 found, ranking, leans = with_history, ranked, True
-        elif leans and _WEIGH_ALONE:
-            alone, ranked = self._rank(question, (), where)
-            if ranked.answerable >= self.threshold and ranked.answerable > ranking.answerable:
-                found, ranking, leans = alone, ranked, False
         if not found.sentences or ranking.answerable < self.threshold:
             confidence = self._confidence(ranking)
             return Answer(question, NOT_FOUND, False, (), found.query, found.ranked, confidence, None, leans,
