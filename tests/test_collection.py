@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import faiss
 import pytest
+from index_layout import as_plain_folder, leftovers
 
 import qa.index
 from qa import Retriever
@@ -42,21 +42,6 @@ def write(folder: Path, texts: dict[str, str]) -> None:
 
 def embedded(calls: list[list[str]]) -> int:
     return sum(map(len, calls))
-
-
-def hidden(directory: Path) -> list[str]:
-    """Hidden entries beside an index, but for its lock file and the version folder it points to."""
-    current = {os.readlink(p) for p in directory.iterdir() if p.is_symlink()}
-    return sorted(p.name for p in directory.iterdir()
-                  if p.name.startswith(".") and not p.name.endswith(".lock") and p.name not in current)
-
-
-def as_plain_folder(path: Path) -> None:
-    """Give the index at `path` the layout written before versioned folders: a plain folder holding the files."""
-    version = path.resolve()
-    path.unlink()
-    shutil.copytree(version, path)
-    shutil.rmtree(version)
 
 
 def test_find_files_walks_folders_with_stable_ids(tmp_path: Path) -> None:
@@ -101,7 +86,7 @@ def test_sync_embeds_only_new_and_changed_files(tmp_path: Path, spy_embed_passag
     assert loaded.document("history/rome").title == "Rome"
     assert loaded.search("What is bazin made of?", k=1)[0].doc_id == "new/food"
     assert loaded.search("dates", k=1, where=str(docs / "land"))[0].doc_id == "land/oases"
-    assert hidden(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_sync_keeps_documents_from_other_paths(tmp_path: Path, spy_embed_passages: list[list[str]]) -> None:
@@ -140,7 +125,7 @@ def test_cli_index_on_a_full_disk_prints_one_line_and_keeps_the_index(
     monkeypatch.setattr(qa.index.faiss, "write_index", write_to_a_full_device)
     assert main(["index", str(tmp_path / "docs"), "--out", str(out)]) == 1
     assert capsys.readouterr().err.splitlines() == [f"qa: error: no space left on the device holding {out}"]
-    assert (out / MANIFEST).read_bytes() == before and hidden(tmp_path) == []
+    assert (out / MANIFEST).read_bytes() == before and leftovers(tmp_path) == []
     monkeypatch.undo()
     assert len(Retriever.load(out).documents) == 4
 
@@ -159,7 +144,7 @@ def test_qa_index_past_the_file_size_limit_prints_one_line(tmp_path: Path) -> No
                             timeout=600)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [f"qa: error: cannot write the index at {out}: {os.strerror(errno.EFBIG)}"]
-    assert not out.exists() and hidden(tmp_path) == []
+    assert not out.exists() and leftovers(tmp_path) == []
 
 
 def test_cli_os_errors_outside_a_save_print_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -236,9 +221,9 @@ def test_a_save_killed_at_any_point_leaves_a_loadable_index(tmp_path: Path, poin
 
     result = subprocess.run([sys.executable, "-c", KILLED_SAVE, point, str(staging), str(out)], timeout=120)
     assert result.returncode == -signal.SIGKILL
-    assert hidden(tmp_path), "the killed writer left something behind"
+    assert leftovers(tmp_path), "the killed writer left something behind"
     loaded = Retriever.load(out)  # cleans up what the killed writer left, or puts the old index back
-    assert hidden(tmp_path) == []
+    assert leftovers(tmp_path) == []
     expected = 6 if point == "swapped" else 4
     assert len(loaded.documents) == expected
     assert ((out / MANIFEST).read_bytes() == before) == (point != "swapped")
@@ -267,7 +252,7 @@ def test_qa_index_killed_while_embedding_leaves_the_previous_index(
     summary = sync([tmp_path / "docs", tmp_path / "more"], out)  # the next run completes the work
     assert summary.added == ["caravans"] and summary.unchanged == 4
     assert embedded(spy_embed_passages) == 200
-    assert hidden(tmp_path) == []
+    assert leftovers(tmp_path) == []
 
 
 def test_write_lock_is_reentrant_and_released(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
+from index_layout import as_plain_folder, leftovers
 
 import qa.index
 from qa import (
@@ -65,21 +66,6 @@ def unit_vectors(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def small() -> Retriever:
     return Retriever.build(DOCS)
-
-
-def leftovers(directory: Path) -> list[str]:
-    """Hidden entries a save may leave beside the index: not its lock file, nor the version folder it points to."""
-    current = {os.readlink(p) for p in directory.iterdir() if p.is_symlink()}
-    return sorted(p.name for p in directory.iterdir()
-                  if p.name.startswith(".") and not p.name.endswith(".lock") and p.name not in current)
-
-
-def as_plain_folder(path: Path) -> None:
-    """Give the index at `path` the layout written before versioned folders: a plain folder holding the files."""
-    version = path.resolve()
-    path.unlink()
-    shutil.copytree(version, path)
-    shutil.rmtree(version)
 
 
 def fill_the_disk(monkeypatch: pytest.MonkeyPatch) -> None:
