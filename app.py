@@ -62,6 +62,10 @@ CSS = """
 .qa-source.qa-active { border-color: var(--color-accent); box-shadow: 0 0 0 2px var(--color-accent-soft); }
 .qa-num { font-weight: 700; color: var(--color-accent); }
 .qa-title { font-weight: 600; }
+.qa-group { margin: .6em 0 .9em; }
+.qa-doc-head { margin-bottom: .2em; }
+.qa-file { font-size: .85em; opacity: .75; margin-left: .5em; font-family: var(--font-mono); }
+.qa-also { font-size: .85em; opacity: .75; margin-top: .3em; }
 .qa-where { font-size: .85em; opacity: .75; margin: .2em 0 .4em; }
 .qa-context { line-height: 1.5; }
 .qa-source mark, .qa-doc mark { background: #fde68a; color: inherit; padding: 0 .1em; border-radius: 2px; }
@@ -197,34 +201,78 @@ def marked(citation: Citation, answer: Answer) -> str:
             f"{spaced(text[to:])}").strip()
 
 
+def by_document(items: Sequence[T]) -> list[tuple[str, list[T]]]:
+    """Items that have a `doc_id` (citations, passages) grouped by document, in the order each document first comes."""
+    groups: dict[str, list[T]] = {}
+    for item in items:
+        groups.setdefault(item.doc_id, []).append(item)  # type: ignore[attr-defined]
+    return list(groups.items())
+
+
+def document_label(corpus: Retriever, doc_id: str) -> tuple[str, str]:
+    """A document's title and what tells it apart: the name of the file it came from (uploads), and its id when
+    another document has the same title."""
+    try:
+        document = corpus.document(doc_id)
+    except KeyError:  # not in this collection: its id is all there is
+        return doc_id, ""
+    details = [Path(document.path).name] if document.path else []
+    if sum(d.title == document.title for d in corpus.documents) > 1:
+        details.append(doc_id)
+    return document.title, ", ".join(detail for detail in details if detail != document.title)
+
+
+def document_name(corpus: Retriever, doc_id: str) -> str:
+    title, detail = document_label(corpus, doc_id)
+    return f"{title} ({detail})" if detail else title
+
+
+def document_head(corpus: Retriever, doc_id: str) -> str:
+    """The heading of one document's group of cards: the title once, the file name (uploads) beside it."""
+    title, detail = document_label(corpus, doc_id)
+    shown = f'<span class="qa-file">{esc(detail)}</span>' if detail else ""
+    return f'<div class="qa-doc-head"><span class="qa-title">{esc(title)}</span>{shown}</div>'
+
+
 def sources_html(turn: int, answer: Answer, corpus: Retriever) -> str:
-    """The panel for one answer: numbered sources with the cited sentence highlighted in its passage."""
+    """The panel for one answer: its sources grouped by document (each title shown once), numbered, with the
+    cited sentence highlighted in its passage."""
     parts = [f'<div class="qa-turn" data-turn="{turn}"><div class="qa-for">Sources for: {esc(answer.question)}</div>']
     if not answer.found:
         parts.append('<p class="qa-none">The documents do not answer this question; no source supports an answer.</p>')
         if answer.closest:
             parts.append('<details class="qa-closest"><summary>Closest passages (these do NOT answer the question)'
                          '</summary>')
-            for p in answer.closest:
-                parts.append(f'<div class="qa-passage"><div class="qa-where">{esc(p.title)}, characters '
-                             f'{p.start}–{p.end}</div>{esc(flat(p.text))}</div>')
+            for doc_id, passages in by_document(answer.closest):
+                parts.append(f'<div class="qa-group" data-doc="{esc(doc_id)}">{document_head(corpus, doc_id)}')
+                for p in passages:
+                    parts.append(f'<div class="qa-passage"><div class="qa-where">characters {p.start}–{p.end}</div>'
+                                 f'{esc(flat(p.text))}</div>')
+                parts.append("</div>")
             parts.append("</details>")
         return "".join(parts) + "</div>"
-    for c in answer.citations:
-        document = corpus.document(c.doc_id)
-        at, to = c.start - c.context_start, c.end - c.context_start
-        parts.append(
-            f'<div class="qa-source" id="qa-src-{turn}-{c.n}" data-cite="{turn}-{c.n}" title="Show in the document">'
-            f'<div><span class="qa-num">[{c.n}]</span> <span class="qa-title">{esc(c.title)}</span></div>'
-            f'<div class="qa-where">characters {c.start}–{c.end} of {len(document.text)}</div>'
-            f'<div class="qa-context">{esc(flat(c.context[:at]))} <mark>{marked(c, answer)}</mark> '
-            f'{esc(flat(c.context[to:]))}</div>'
-            f'<details class="qa-viewer"><summary>Show in document</summary>'
-            f'<div class="qa-doc">{document_view(document, c.start, c.end)}</div></details></div>'
-        )
-    plain = answer.text + "\n\n" + "\n".join(f"[{c.n}] {c.title}, characters {c.start}-{c.end}: {flat(c.text)}"
-                                             for c in answer.citations)
-    parts.append(f'<button class="qa-copy" data-text="{esc(plain)}">Copy answer</button>')
+    for doc_id, citations in by_document(answer.citations):
+        document = corpus.document(doc_id)
+        parts.append(f'<div class="qa-group" data-doc="{esc(doc_id)}">{document_head(corpus, doc_id)}')
+        for c in citations:
+            at, to = c.start - c.context_start, c.end - c.context_start
+            also = (f'<div class="qa-also">The same sentence is also in: '
+                    f'{esc(", ".join(document_name(corpus, other) for other in c.also_in))}</div>' if c.also_in else "")
+            parts.append(
+                f'<div class="qa-source" id="qa-src-{turn}-{c.n}" data-cite="{turn}-{c.n}" '
+                f'title="Show in the document"><div><span class="qa-num">[{c.n}]</span> '
+                f'<span class="qa-where">characters {c.start}–{c.end} of {len(document.text)}</span></div>'
+                f'<div class="qa-context">{esc(flat(c.context[:at]))} <mark>{marked(c, answer)}</mark> '
+                f'{esc(flat(c.context[to:]))}</div>{also}'
+                f'<details class="qa-viewer"><summary>Show in document</summary>'
+                f'<div class="qa-doc">{document_view(document, c.start, c.end)}</div></details></div>'
+            )
+        parts.append("</div>")
+    plain = answer.text + "\n" + "".join(
+        f"\n{document_name(corpus, doc_id)}\n" + "".join(f"[{c.n}] characters {c.start}-{c.end}: {flat(c.text)}\n"
+                                                         for c in citations)
+        for doc_id, citations in by_document(answer.citations))
+    parts.append(f'<button class="qa-copy" data-text="{esc(plain.rstrip())}">Copy answer</button>')
     return "".join(parts) + "</div>"
 
 
@@ -328,7 +376,7 @@ def read_upload(path: str, *, taken: set[str], chars: int, count: int) -> Docume
     if chars + len(document.text) > MAX_UPLOAD_CHARS:
         raise QAError(f"{name}: {len(document.text):,} characters would take this session's uploads "
                       f"over {MAX_UPLOAD_CHARS:,}; remove a document first")
-    return Document(unique_id(document.doc_id, taken), document.text, document.title)
+    return Document(unique_id(document.doc_id, taken), document.text, document.title, path=document.path)
 
 
 def discard(path: str) -> None:

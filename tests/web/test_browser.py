@@ -127,7 +127,7 @@ def test_upload_is_searched_and_private_to_its_visitor(visitor, client, retrieve
     expect(first.locator("#qa-docs")).to_contain_text("zebra-notes")
     ask(first, ZEBRAS)
     expect(last_answer(first)).to_contain_text("412 kilometres")
-    expect(first.locator("#qa-sources .qa-source .qa-title")).to_contain_text(["zebra-notes"])
+    expect(first.locator("#qa-sources .qa-doc-head")).to_contain_text(["zebra-notes.txt"])  # the file's name
     ask(first, TROOPS)  # the bundled article is still searched
     expect(last_answer(first)).to_contain_text("fifty")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import app
 from qa import Answer, Citation, Document, Phrase
 
@@ -64,3 +66,45 @@ def test_the_theme_uses_system_fonts_only():
     theme = app.theme()
     assert theme._font_css == [] and theme._stylesheets == []  # no @font-face, nothing fetched
     assert theme.font.startswith("ui-sans-serif") and "Source Sans" not in theme.font
+
+
+def cite(n: int, document: Document, sentence: str, *, also_in: tuple[str, ...] = ()) -> Citation:
+    start = document.text.index(sentence)
+    return Citation(n, document.doc_id, document.title, start, start + len(sentence), sentence, 0.9, sentence,
+                    start, start + len(sentence), also_in)
+
+
+def test_sources_show_each_document_once_above_its_cards(retriever, tmp_path):
+    article = retriever.documents[0]
+    sentences = ["This plan could face several immediate challenges.",
+                 "The Libya policy would also seek to reopen the US embassy in"]
+    citations = tuple(cite(n, article, s) for n, s in enumerate(sentences, 1))
+    answer = app.Answer("q", "One. [1] Two. [2]", True, citations, confidence=0.9)
+    shown = app.sources_html(0, answer, retriever)
+    assert shown.count('class="qa-source"') == 2
+    assert shown.count('class="qa-doc-head"') == 1  # the 16-word title once, not on every card
+    cards = re.sub(r"<details.*?</details>", "", shown, flags=re.S)  # less the document viewers, closed
+    assert cards.count(app.esc(article.title)) == 2  # the heading, and the copied text's one line for it
+    assert 'data-cite="0-1"' in shown and 'data-cite="0-2"' in shown
+    assert shown.index('class="qa-doc-head"') < shown.index('class="qa-source"')
+
+
+def test_uploaded_documents_are_named_by_their_file_and_copies_are_named(retriever, tmp_path):
+    notes = "Field notes.\nThe herd of Okavango zebras migrated exactly 412 kilometres in the spring of 2021.\n"
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "zebra-notes.txt").write_text(notes)
+    first = Document.from_path(tmp_path / "a" / "zebra-notes.txt")
+    copy = Document.from_path(tmp_path / "b" / "zebra-notes.txt", doc_id="zebra-notes-2")
+    corpus = retriever.extend([first, copy])
+    sentence = "The herd of Okavango zebras migrated exactly 412 kilometres in the spring of 2021."
+    article = retriever.documents[0]
+    citations = (cite(1, first, sentence, also_in=("zebra-notes-2",)),
+                 cite(2, article, "This plan could face several immediate challenges."))
+    shown = app.sources_html(0, app.Answer("q", "Zebras. [1] Plans. [2]", True, citations, confidence=0.9), corpus)
+    heads = shown.split('class="qa-doc-head"')[1:]
+    assert len(heads) == 2
+    assert '<span class="qa-title">zebra-notes</span><span class="qa-file">zebra-notes.txt</span>' in heads[0]
+    assert "also in: zebra-notes (zebra-notes.txt, zebra-notes-2)" in shown
+    assert str(tmp_path) not in shown.split('class="qa-copy"')[0]  # a file's name, never where it lay on the server
+    assert app.document_name(corpus, "libya-policy-newsweek") == article.title  # no file: the title alone
