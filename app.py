@@ -77,6 +77,8 @@ CSS = """
 .qa-closest .qa-passage { border-left: 3px solid var(--border-color-primary); padding-left: .6em; margin: .5em 0; }
 .qa-copy { margin-top: .4em; font-size: .85em; padding: .2em .7em; border: 1px solid var(--border-color-primary);
   border-radius: 6px; cursor: pointer; background: var(--background-fill-secondary); }
+#qa-status .html-container.pending { visibility: hidden; }  /* while indexing, the progress line stands alone */
+#qa-status:has(.html-container.pending) { min-height: 56px; }  /* room for its text and bar */
 """
 
 # Runs once when the sources panel loads. Clicking a marker [n] in the chat or a source card opens

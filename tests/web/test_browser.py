@@ -240,12 +240,14 @@ def test_upload_shows_one_progress_bar_naming_file_and_stage(page, tmp_path):
                  for i in range(900)]
     upload(page, write(tmp_path, "ranger-log.txt", "\n".join(sentences)))
     seen: list[list[str]] = []
+    drawn: list[dict] = []
     for _ in range(600):  # poll while indexing, until the status says it is done
         shown = page.evaluate("""() => [...document.querySelectorAll('.progress-level, .progress-text')]
             .filter((e) => e.offsetParent !== null)
             .map((e) => (e.closest('[id^=qa-]') || {}).id + ': ' + e.textContent.trim())""")
         if shown:
             seen.append(shown)
+            drawn.append(page.evaluate(PROGRESS_DRAWN))
         if "Added ranger-log" in page.locator("#qa-status").inner_text():
             break
         page.wait_for_timeout(100)
@@ -256,6 +258,26 @@ def test_upload_shows_one_progress_bar_naming_file_and_stage(page, tmp_path):
     labels = " ".join(line for lines in seen for line in lines)
     assert "ranger-log" in labels and "embedding" in labels and "of 900 sentences" in labels, labels
     assert "Batches" not in labels
+    for frame in drawn:  # one readable line: the status text is not drawn under it, nothing spills over
+        assert not frame["status_seen"] or not frame["overlap"], frame
+        assert frame["inside"], frame
+
+
+# Where the progress line and the status text it stands for are drawn, while an upload is indexed.
+PROGRESS_DRAWN = """() => {
+  const status = document.querySelector('#qa-status');
+  const progress = status.querySelector('.progress-level-inner');
+  const text = status.querySelector('.html-container');
+  if (!progress) return {status_seen: false, overlap: false, inside: true};
+  const a = progress.getBoundingClientRect(), b = text.getBoundingClientRect(), box = status.getBoundingClientRect();
+  const style = getComputedStyle(text);
+  return {
+    status_seen: style.visibility !== 'hidden' && style.display !== 'none' && text.innerText.trim() !== '',
+    overlap: a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom,
+    inside: [...status.querySelectorAll('.progress-level-inner, .progress-bar-wrap')].every((e) => {
+      const r = e.getBoundingClientRect(); return r.top >= box.top - 1 && r.bottom <= box.bottom + 1; }),
+  };
+}"""
 
 
 def gradio_uploads() -> Path:
