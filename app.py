@@ -26,6 +26,7 @@ import os
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ import gradio as gr
 
 from qa import Answer, Assistant, Document, QAError, Retriever, Settings
 from qa.answer import Citation, answer_dict
+from qa.retrieval import check_question
 
 EXAMPLES = [
     "How many troops would the new US policy send to Libya?",
@@ -49,6 +51,7 @@ MAX_UPLOAD_CHARS = 500_000  # all of a session's uploads together
 VIEW_CHARS = 4000  # document viewer: characters shown either side of a cited span
 CACHE_CLEANUP = (900, 900)  # Gradio deletes its temporary files older than 15 minutes, every 15 minutes
 QUESTIONS = {"concurrency_id": "questions", "concurrency_limit": 2}  # one torch thread each, two cores
+TAKING = {"concurrency_id": "taking", "concurrency_limit": 1}  # queueing a question: instant, in the order sent
 INDEXING = {"concurrency_id": "indexing", "concurrency_limit": 1}  # uploads: CPU-heavy, one at a time
 INDEXING_NICE = 10  # added to the indexing thread's nice value: it yields the CPU to questions
 PRIVATE = {"api_visibility": "private"}  # UI events are not callable through the API
@@ -77,6 +80,7 @@ CSS = """
 .qa-closest .qa-passage { border-left: 3px solid var(--border-color-primary); padding-left: .6em; margin: .5em 0; }
 .qa-copy { margin-top: .4em; font-size: .85em; padding: .2em .7em; border: 1px solid var(--border-color-primary);
   border-radius: 6px; cursor: pointer; background: var(--background-fill-secondary); }
+.qa-working, .qa-waiting { opacity: .7; font-style: italic; }
 #qa-status .html-container.pending { visibility: hidden; }  /* while indexing, the progress line stands alone */
 #qa-status:has(.html-container.pending) { min-height: 56px; }  /* room for its text and bar */
 """
@@ -278,6 +282,8 @@ def sources_html(turn: int, answer: Answer, corpus: Retriever) -> str:
     return "".join(parts) + "</div>"
 
 
+WORKING = '<span class="qa-working">Looking in the documents…</span>'
+WAITING = '<span class="qa-waiting">Waiting: answered after the question above.</span>'
 NO_SOURCES = '<p class="qa-empty">Ask a question: the sentences that support the answer appear here.</p>'
 
 
@@ -292,6 +298,21 @@ class Turn:
 
 
 @dataclass
+class Questions:
+    """A session's questions not yet answered, in the order they were sent; one is answered at a time.
+
+    The question box is cleared in the browser the moment a question is sent, so what is typed next is
+    never erased. A question sent while another is answered waits here, shown in the chat as waiting.
+    """
+
+    waiting: deque[str] = field(default_factory=deque)
+    current: str | None = None  # being answered now
+    busy: bool = False  # one `Handlers.respond` answers this session's questions, in order
+    cleared: int = 0  # counts "Clear chat": an answer begun before it is dropped, not shown
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+
+@dataclass
 class Session:
     """One browser session: its corpus (article + uploads), the documents searched, the chat so far.
 
@@ -303,6 +324,7 @@ class Session:
     active: Retriever
     uploads: list[str] = field(default_factory=list)
     turns: list[Turn] = field(default_factory=list)
+    questions: Questions = field(default_factory=Questions)
 
     @classmethod
     def start(cls, base: Retriever) -> Session:
@@ -322,6 +344,19 @@ class Session:
         for number, turn in enumerate(self.turns):
             chat += [{"role": "user", "content": esc(turn.question)},
                      {"role": "assistant", "content": answer_html(number, turn.answer)}]
+        return chat
+
+    def shown(self, partial: str | None = None) -> list[dict]:
+        """The chat: the turns so far, the question being answered (with the start of its reply), the waiting ones."""
+        with self.questions.lock:
+            current, waiting = self.questions.current, list(self.questions.waiting)
+        chat = self.messages()
+        if current is not None:
+            chat += [{"role": "user", "content": esc(current)},
+                     {"role": "assistant", "content": partial if partial is not None else WORKING}]
+        for question in waiting:
+            chat += [{"role": "user", "content": esc(question)},
+                     {"role": "assistant", "content": WAITING}]
         return chat
 
 
@@ -437,25 +472,75 @@ class Handlers:
             raise gr.Error(message(exc), print_exception=False) from exc
         return as_dict(answer)
 
-    def respond(self, question: str, session: Session | None) -> Iterator[tuple]:
-        """Answer in the chat, streaming the reply; a rejected question is a notice that blocks nothing."""
+    def take(self, question: str, session: Session | None) -> Session:
+        """Queue a question sent from the box, the Ask button or an example; a rejected one is a notice."""
         session = self.session(session)
+        try:
+            question = check_question(question, session.active.settings)
+        except QAError as exc:
+            gr.Warning(message(exc), title="Not asked")
+            return session
+        with session.questions.lock:
+            session.questions.waiting.append(question)
+        return session
+
+    def respond(self, session: Session | None) -> Iterator[tuple]:
+        """Answer the session's waiting questions in order, streaming each reply; the sources come with its end.
+
+        Runs after every `take`; when another call is already answering this session, it only shows the
+        question as waiting, and that call answers it next.
+        """
+        if session is None:
+            yield gr.skip(), gr.skip()
+            return
+        queue = session.questions
+        with queue.lock:
+            elsewhere, queue.busy = queue.busy, True
+        if elsewhere:
+            yield session.shown(), gr.skip()
+            return
+        done = answered = False
+        try:
+            while not done:
+                with queue.lock:
+                    if not queue.waiting:  # checked and given up under one lock: a question taken now gets its own call
+                        queue.busy, done = False, True
+                        break
+                    question = queue.current = queue.waiting.popleft()
+                    cleared = queue.cleared
+                answered = True
+                yield session.shown(), gr.skip()
+                yield from self.answer(session, question, cleared)
+        finally:
+            if not done:  # the visitor left, or answering failed: the next question starts afresh
+                with queue.lock:
+                    queue.busy, queue.current = False, None
+        if not answered:  # the question was refused (a notice says why)
+            yield gr.skip(), gr.skip()
+
+    def answer(self, session: Session, question: str, cleared: int) -> Iterator[tuple]:
+        """Answer one question of the session; its turn is kept unless the chat was cleared meanwhile."""
+        queue = session.questions
         history = [(t.question, t.answer.text) for t in session.turns]
         try:
             answer = Assistant(session.active).ask(question, history=history)
         except QAError as exc:
             gr.Warning(message(exc), title="Not asked")
-            yield gr.skip(), gr.skip(), gr.skip(), session
+            queue.current = None
+            yield session.shown(), gr.skip()
             return
-        turn = Turn(answer.question, answer, sources_html(len(session.turns), answer, session.active))
-        shown = session.messages() + [{"role": "user", "content": esc(answer.question)}]
         words = esc(answer.text).split(" ")
         step = max(1, len(words) // 8)
         for end in range(step, len(words), step):  # stream the reply; the sources come with its end
-            yield shown + [{"role": "assistant", "content": " ".join(words[:end]) + " …"}], "", gr.skip(), session
+            yield session.shown(" ".join(words[:end]) + " …"), gr.skip()
             time.sleep(0.03)
-        session.turns.append(turn)
-        yield session.messages(), "", turn.sources, session
+        with queue.lock:
+            queue.current = None
+            if queue.cleared != cleared:  # "Clear chat" was pressed meanwhile
+                return
+            turn = Turn(answer.question, answer, sources_html(len(session.turns), answer, session.active))
+            session.turns.append(turn)
+        yield session.shown(), turn.sources
 
     def show_turn(self, session: Session | None, event: gr.SelectData) -> Any:
         index = event.index[0] if isinstance(event.index, list | tuple) else event.index
@@ -465,8 +550,12 @@ class Handlers:
 
     def clear(self, session: Session | None) -> tuple:
         session = self.session(session)
-        session.turns = []
-        return [], NO_SOURCES, session
+        with session.questions.lock:
+            session.turns = []
+            session.questions.waiting.clear()
+            session.questions.current = None  # an answer on its way is dropped
+            session.questions.cleared += 1
+        return session.shown(), NO_SOURCES, session
 
     def controls(self, session: Session, *notes: str) -> tuple:
         """The document checkboxes, the remove list and a status line for this session."""
@@ -541,7 +630,8 @@ class Handlers:
 
     def reset(self, session: Session | None) -> tuple:
         fresh = Session.start(self.base)
-        fresh.turns = session.turns if session else []
+        if session:
+            fresh.turns, fresh.questions = session.turns, session.questions
         return self.controls(fresh, "Back to the bundled article only.")
 
 
@@ -614,11 +704,19 @@ def documents_panel(handlers: Handlers) -> DocumentsPanel:
 
 
 def wire_chat(handlers: Handlers, panel: ChatPanel, sources: gr.HTML, session: gr.State) -> None:
-    asked = [panel.chat, panel.question, sources, session]
+    # A question is taken from the box in the browser, at once, and the box cleared there: what is typed
+    # after Enter is never erased. The server queues it (`take`, quick), then `respond` answers the
+    # session's questions in order; a question sent meanwhile is shown waiting and answered next.
+    sent = gr.Textbox(visible=False)
+    quick = {"show_progress": "hidden", "trigger_mode": "multiple", **PRIVATE}
+    answering = {"trigger_mode": "multiple", **QUESTIONS, **PRIVATE}
     for trigger in (panel.question.submit, panel.send.click):
-        trigger(handlers.respond, [panel.question, session], asked, **QUESTIONS, **PRIVATE)
-    for example in panel.examples:
-        example.click(handlers.respond, [example, session], asked, **QUESTIONS, **PRIVATE)
+        (trigger(None, [panel.question], [panel.question, sent], js="(question) => ['', question]", **quick)
+         .then(handlers.take, [sent, session], [session], **TAKING, **quick)
+         .then(handlers.respond, [session], [panel.chat, sources], **answering))
+    for example in panel.examples:  # leaves the box as it is
+        (example.click(handlers.take, [example, session], [session], **TAKING, **quick)
+         .then(handlers.respond, [session], [panel.chat, sources], **answering))
     instant = {"show_progress": "hidden", **PRIVATE}  # no "processing" veil over the sources for a click
     panel.chat.select(handlers.show_turn, [session], sources, **instant)
     panel.clear.click(handlers.clear, [session], [panel.chat, sources, session], **instant)

@@ -12,6 +12,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:::gradio.q
 
 TROOPS = "How many troops would the new US policy send to Libya?"
 ZEBRAS = "How far did the Okavango zebras migrate?"
+EMBASSY = "Where would it reopen the US embassy?"
 ZEBRA_NOTES = ("Field notes on the Okavango zebra herd.\n"
                "The herd of Okavango zebras migrated exactly 412 kilometres in the spring of 2021, "
                "led by a mare named Tessellate.\n"
@@ -319,3 +320,23 @@ def test_open_document_view_highlights_the_sentence_once(page):
     expect(card.locator("details.qa-viewer")).to_have_attribute("open", "")
     expect(card.locator(".qa-doc mark")).to_be_visible()
     expect(card.locator("mark:visible")).to_have_count(1)
+
+
+def test_text_typed_during_an_answer_is_kept_and_questions_are_answered_in_order(page):
+    box = page.locator("#qa-question textarea")
+    box.fill(TROOPS)
+    box.press("Enter")
+    box.type(EMBASSY)  # at once, while the first question is answered
+    expect(box).to_have_value(EMBASSY)
+    box.press("Enter")
+    box.type("A draft")  # the answers stream in while this is typed: it stays
+    expect(page.locator("#qa-sources .qa-for")).to_contain_text(EMBASSY, timeout=SLOW)
+    expect(page.locator("#qa-chat [data-testid=user]")).to_have_text([TROOPS, EMBASSY])
+    expect(page.locator("#qa-chat [data-testid=bot]").first).to_contain_text("fifty")
+    expect(last_answer(page)).to_contain_text("Tripoli")  # answered second, as a follow-up of the first
+    expect(box).to_have_value("A draft")
+    page.get_by_role("button", name="Who is Khalifa Haftar?").click()  # an example leaves the box alone too
+    expect(page.locator("#qa-sources .qa-for")).to_contain_text("Who is Khalifa Haftar?", timeout=SLOW)
+    expect(page.locator("#qa-chat [data-testid=user]")).to_have_count(3)
+    expect(box).to_have_value("A draft")
+

@@ -67,3 +67,36 @@ def test_indexing_runs_on_a_lower_priority_thread_that_sees_the_event_context():
     assert seen == "the event"  # Gradio's progress finds its event this way
     assert name.startswith("qa-indexing")
     assert niceness == min(19, here + app.INDEXING_NICE)
+
+
+TROOPS = "How many troops would the new US policy send to Libya?"
+EMBASSY = "Where would it reopen the US embassy?"
+
+
+def test_questions_are_answered_one_at_a_time_in_the_order_sent(retriever):
+    handlers = app.Handlers(retriever)
+    session = handlers.take(TROOPS, None)
+    first = handlers.respond(session)
+    chat, _ = next(first)  # the question is shown at once, before its answer is ready
+    assert chat[-2]["content"] == TROOPS and chat[-1]["content"] == app.WORKING
+    assert handlers.take(EMBASSY, session) is session  # sent while the first is being answered
+    second = list(handlers.respond(session))  # its own call only shows it waiting: the first call answers it
+    assert len(second) == 1 and second[0][0][-1]["content"] == app.WAITING
+    *_, (chat, sources) = list(first)
+    assert [t.question for t in session.turns] == [TROOPS, EMBASSY]
+    assert "fifty" in session.turns[0].answer.text and "Tripoli" in session.turns[1].answer.text  # a follow-up
+    assert len(chat) == 4 and "Sources for: " + EMBASSY in sources
+    assert not session.questions.busy and not session.questions.waiting
+    assert list(handlers.respond(session)) == [(app.gr.skip(), app.gr.skip())]  # nothing left to answer
+
+
+def test_clearing_the_chat_drops_the_answer_on_its_way_and_the_waiting_questions(retriever):
+    handlers = app.Handlers(retriever)
+    session = handlers.take(TROOPS, None)
+    answering = handlers.respond(session)
+    next(answering)
+    handlers.take(EMBASSY, session)
+    handlers.clear(session)
+    for _ in answering:
+        pass
+    assert session.turns == [] and not session.questions.waiting and not session.questions.busy
