@@ -56,6 +56,20 @@ INDEXING = {"concurrency_id": "indexing", "concurrency_limit": 1}  # uploads: CP
 INDEXING_NICE = 10  # added to the indexing thread's nice value: it yields the CPU to questions
 PRIVATE = {"api_visibility": "private"}  # UI events are not callable through the API
 
+# A phone (narrow screen): the chat is shorter, so a question and the start of its answer fit on the screen
+# with the question box under them, and the sources come right after the question box, before the examples
+# (the two columns give up their boxes, so their parts can be ordered as one list).
+PHONE = """
+@media (max-width: 720px) {
+  #qa-main { flex-direction: column; flex-wrap: nowrap; }
+  #qa-left, #qa-right { display: contents; }
+  #qa-chat { order: 1; height: min(460px, 50vh) !important; }
+  #qa-ask-row { order: 2; }
+  #qa-sources { order: 3; }
+  #qa-examples { order: 4; }
+}
+"""
+
 CSS = """
 .qa-marker { color: var(--color-accent); font-weight: 600; cursor: pointer; white-space: nowrap; }
 .qa-marker:hover { text-decoration: underline; }
@@ -83,7 +97,8 @@ CSS = """
 .qa-working, .qa-waiting { opacity: .7; font-style: italic; }
 #qa-status .html-container.pending { visibility: hidden; }  /* while indexing, the progress line stands alone */
 #qa-status:has(.html-container.pending) { min-height: 56px; }  /* room for its text and bar */
-"""
+#qa-question textarea::placeholder { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }  /* one line */
+""" + PHONE
 
 # Runs once when the sources panel loads. Clicking a marker [n] in the chat or a source card opens
 # that source's place in the document and scrolls to it; a marker of an older answer first makes the
@@ -122,6 +137,37 @@ element.addEventListener('click', (event) => {
   if (card) { window.__qaWant = card.dataset.cite; reveal(); }
 });
 watch('value', reveal);
+"""
+
+# Also run once on load: when a question starts being answered, the chat scrolls so that the question is at
+# its top and the answer grows below it (instead of the chat following the end of a long answer, which
+# pushed the question out of view); the visitor's own scrolling is left alone until the next question.
+CHAT_JS = """
+if (!window.__qaFollow) {
+  window.__qaFollow = true;
+  let shown = -1;  // the question last scrolled to, by its number in the chat
+  const follow = () => {
+    const wrap = document.querySelector('#qa-chat .bubble-wrap');
+    if (!wrap) return;
+    const users = [...wrap.querySelectorAll('.message-row.user-row')];
+    const bots = [...wrap.querySelectorAll('.message-row.bot-row')];
+    let latest = -1;  // the question answered now, or last: not one still waiting
+    users.forEach((row, i) => { if (!bots[i] || !bots[i].querySelector('.qa-waiting')) latest = i; });
+    if (latest === shown) return;
+    shown = latest;
+    if (latest < 0) return;
+    const row = users[latest];
+    wrap.scrollTop += row.getBoundingClientRect().top - wrap.getBoundingClientRect().top - 8;
+    const top = row.getBoundingClientRect().top;
+    if (top < 0 || top > window.innerHeight - 80) row.scrollIntoView({block: 'nearest'});
+  };
+  const start = () => {
+    const chat = document.querySelector('#qa-chat');
+    if (!chat) { setTimeout(start, 100); return; }
+    new MutationObserver(follow).observe(chat, {childList: true, subtree: true, characterData: true});
+  };
+  start();
+}
 """
 
 log = logging.getLogger(__name__)
@@ -671,20 +717,21 @@ class DocumentsPanel:
 
 def chat_panel() -> ChatPanel:
     chat = gr.Chatbot(elem_id="qa-chat", height=460, render_markdown=False, buttons=[], feedback_options=None,
-                      placeholder="Ask about the article, or upload your own documents below.", show_label=False)
-    with gr.Row():
-        question = gr.Textbox(elem_id="qa-question", placeholder="Type a question and press Enter",
+                      placeholder="Ask about the article, or upload your own documents below.", show_label=False,
+                      autoscroll=False)  # CHAT_JS scrolls to the question being answered instead
+    with gr.Row(elem_id="qa-ask-row"):
+        question = gr.Textbox(elem_id="qa-question", placeholder="Type a question",
                               show_label=False, scale=5, max_lines=4)
         send = gr.Button("Ask", variant="primary", elem_id="qa-ask", scale=1, min_width=80)
-    with gr.Row():
+    with gr.Row(elem_id="qa-examples"):
         examples = [gr.Button(q, size="sm", elem_classes="qa-example") for q in EXAMPLES]
         clear = gr.Button("Clear chat", size="sm", elem_id="qa-clear")
     return ChatPanel(chat, question, send, examples, clear)
 
 
 def sources_panel() -> gr.HTML:
-    return gr.HTML(NO_SOURCES, label="Sources", show_label=True, elem_id="qa-sources", js_on_load=SOURCES_JS,
-                   container=True, padding=True)
+    return gr.HTML(NO_SOURCES, label="Sources", show_label=True, elem_id="qa-sources",
+                   js_on_load=SOURCES_JS + CHAT_JS, container=True, padding=True)
 
 
 def documents_panel(handlers: Handlers) -> DocumentsPanel:
@@ -742,10 +789,10 @@ def build_app(retriever: Retriever | None = None, *, index_dir: str | Path | Non
         session = gr.State(None)
         gr.Markdown("## Ask the document\nAnswers quote the document; each marker **[n]** points to a source "
                     "beside the chat. Click a marker or a source to see it in the document.")
-        with gr.Row(equal_height=False):  # on a narrow screen the sources come right after the chat
-            with gr.Column(scale=3):
+        with gr.Row(equal_height=False, elem_id="qa-main"):  # narrow screens: see PHONE in CSS
+            with gr.Column(scale=3, elem_id="qa-left"):
                 chat = chat_panel()
-            with gr.Column(scale=2):
+            with gr.Column(scale=2, elem_id="qa-right"):
                 sources = sources_panel()
         documents = documents_panel(handlers)
         wire_chat(handlers, chat, sources, session)

@@ -13,6 +13,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:::gradio.q
 TROOPS = "How many troops would the new US policy send to Libya?"
 ZEBRAS = "How far did the Okavango zebras migrate?"
 EMBASSY = "Where would it reopen the US embassy?"
+LONG = "Why is Libya important?"  # an answer longer than the chat box on a phone
 ZEBRA_NOTES = ("Field notes on the Okavango zebra herd.\n"
                "The herd of Okavango zebras migrated exactly 412 kilometres in the spring of 2021, "
                "led by a mare named Tessellate.\n"
@@ -340,3 +341,33 @@ def test_text_typed_during_an_answer_is_kept_and_questions_are_answered_in_order
     expect(page.locator("#qa-chat [data-testid=user]")).to_have_count(3)
     expect(box).to_have_value("A draft")
 
+
+def boxes(page: Page, *selectors: str) -> list[dict]:
+    return [page.locator(selector).last.bounding_box() for selector in selectors]
+
+
+def test_phone_shows_the_question_with_its_answer_and_the_sources_next(browser, app_url):
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = context.new_page()
+        page.goto(app_url)
+        box = page.locator("#qa-question textarea")
+        box.wait_for()
+        clipped = box.evaluate("(t) => t.scrollHeight - t.clientHeight > parseFloat(getComputedStyle(t).lineHeight)/2")
+        assert not clipped, "the placeholder does not fit its box"
+        for question in (TROOPS, LONG):  # the second answer is longer than the chat box
+            ask(page, question)
+            page.wait_for_timeout(300)
+            chat, user, answer, ask_row, sources, examples = boxes(
+                page, "#qa-chat", "#qa-chat [data-testid=user]", "#qa-chat [data-testid=bot]", "#qa-ask-row",
+                "#qa-sources", "#qa-examples")
+            # the question, the start of its answer and the question box are on the screen together
+            assert chat["y"] - 1 <= user["y"] and user["y"] + user["height"] < answer["y"] + 1, (chat, user, answer)
+            assert answer["y"] + 40 < chat["y"] + chat["height"], (chat, answer)
+            assert 0 <= chat["y"] and ask_row["y"] + ask_row["height"] <= 844, (chat, ask_row)
+            # the sources come right after the question box, before the examples
+            assert 0 <= sources["y"] - (ask_row["y"] + ask_row["height"]) < 40, (ask_row, sources)
+            assert examples["y"] > sources["y"] + sources["height"] - 1, (sources, examples)
+        assert answer["y"] + answer["height"] > chat["y"] + chat["height"], "the long answer ends below the chat's edge"
+    finally:
+        context.close()
