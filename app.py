@@ -141,11 +141,12 @@ watch('value', reveal);
 
 # Also run once on load: when a question starts being answered, the chat scrolls so that the question is at
 # its top and the answer grows below it (instead of the chat following the end of a long answer, which
-# pushed the question out of view); the visitor's own scrolling is left alone until the next question.
+# pushed the question out of view). It keeps the question there while the answer comes in, until it is at
+# the top; the visitor's own scrolling is left alone until the next question.
 CHAT_JS = """
 if (!window.__qaFollow) {
   window.__qaFollow = true;
-  let shown = -1;  // the question last scrolled to, by its number in the chat
+  let shown = -1, wanted = null;  // the question scrolled to (by its number in the chat), the scroll set for it
   const follow = () => {
     const wrap = document.querySelector('#qa-chat .bubble-wrap');
     if (!wrap) return;
@@ -153,13 +154,16 @@ if (!window.__qaFollow) {
     const bots = [...wrap.querySelectorAll('.message-row.bot-row')];
     let latest = -1;  // the question answered now, or last: not one still waiting
     users.forEach((row, i) => { if (!bots[i] || !bots[i].querySelector('.qa-waiting')) latest = i; });
-    if (latest === shown) return;
-    shown = latest;
+    const fresh = latest !== shown;
+    if (fresh) { shown = latest; wanted = null; }
+    else if (wanted === null || Math.abs(wrap.scrollTop - wanted) > 2) return;  // there, or the visitor scrolled
     if (latest < 0) return;
     const row = users[latest];
-    wrap.scrollTop += row.getBoundingClientRect().top - wrap.getBoundingClientRect().top - 8;
+    const below = () => row.getBoundingClientRect().top - wrap.getBoundingClientRect().top - 32;  // clear of the icons
+    wrap.scrollTop += below();
+    wanted = Math.abs(below()) > 2 ? wrap.scrollTop : null;  // the answer is still too short to lift it to the top
     const top = row.getBoundingClientRect().top;
-    if (top < 0 || top > window.innerHeight - 80) row.scrollIntoView({block: 'nearest'});
+    if (fresh && (top < 0 || top > window.innerHeight - 80)) row.scrollIntoView({block: 'nearest'});
   };
   const start = () => {
     const chat = document.querySelector('#qa-chat');

@@ -369,5 +369,6 @@ def test_phone_shows_the_question_with_its_answer_and_the_sources_next(browser, 
             assert 0 <= sources["y"] - (ask_row["y"] + ask_row["height"]) < 40, (ask_row, sources)
             assert examples["y"] > sources["y"] + sources["height"] - 1, (sources, examples)
         assert answer["y"] + answer["height"] > chat["y"] + chat["height"], "the long answer ends below the chat's edge"
+        assert user["y"] - chat["y"] < 60, (chat, user)  # its question at the top of the chat: most of it is shown
     finally:
         context.close()
