@@ -95,8 +95,9 @@ CSS = """
 .qa-copy { margin-top: .4em; font-size: .85em; padding: .2em .7em; border: 1px solid var(--border-color-primary);
   border-radius: 6px; cursor: pointer; background: var(--background-fill-secondary); }
 .qa-working, .qa-waiting { opacity: .7; font-style: italic; }
-#qa-status .html-container.pending { visibility: hidden; }  /* while indexing, the progress line stands alone */
-#qa-status:has(.html-container.pending) { min-height: 56px; }  /* room for its text and bar */
+#qa-status .html-container.pending { display: none; }  /* while indexing, the progress line stands alone, */
+#qa-status:has(.html-container.pending) > .wrap { position: static !important; }  /* as tall as it needs */
+#qa-status .progress-text { display: none; }  /* Gradio's seconds counter, drawn over the progress text on a phone */
 #qa-question textarea::placeholder { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; }  /* one line */
 """ + PHONE
 
