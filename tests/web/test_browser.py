@@ -237,7 +237,9 @@ def test_rejected_question_is_a_notice_that_blocks_nothing(page):
     expect(last_answer(page)).to_contain_text("fifty")
 
 
-def test_upload_shows_one_progress_bar_naming_file_and_stage(page, tmp_path):
+@pytest.mark.parametrize("width", [1400, 390])  # on a phone the progress text takes two lines
+def test_upload_shows_one_progress_bar_naming_file_and_stage(page, tmp_path, width):
+    page.set_viewport_size({"width": width, "height": 1000})
     sentences = [f"Ranger note {i}: the herd crossed river bend {i % 17} at dawn, {i % 5} foals among them."
                  for i in range(900)]
     upload(page, write(tmp_path, "ranger-log.txt", "\n".join(sentences)))
