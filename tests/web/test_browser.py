@@ -342,6 +342,11 @@ def test_text_typed_during_an_answer_is_kept_and_questions_are_answered_in_order
     expect(page.locator("#qa-sources .qa-for")).to_contain_text("Who is Khalifa Haftar?", timeout=SLOW)
     expect(page.locator("#qa-chat [data-testid=user]")).to_have_count(3)
     expect(box).to_have_value("A draft")
+    box.fill("What security threats does Libya pose to southern Europe?")
+    page.locator("#qa-ask").click()  # the Ask button sends the box like Enter does
+    expect(box).to_have_value("")
+    expect(page.locator("#qa-sources .qa-for")).to_contain_text("southern Europe", timeout=SLOW)
+    expect(last_answer(page)).to_contain_text("migration")
 
 
 def boxes(page: Page, *selectors: str) -> list[dict]:
