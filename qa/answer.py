@@ -175,10 +175,10 @@ class Assistant:
             return self._answer(question, framed.candidates, framed.chosen, None, confidence=framed.confidence,
                                 answerable=framed.confidence)
         leans = bool(history) and refers_back(question)
-        found, ranking = self._rank(question, history if leans else (), where)
+        found, ranking = self.rank(question, history if leans else (), where)
         if history and not leans and ranking.answerable < self.threshold and elliptic(question):
             # A short question alone is not answered: maybe it leans on the conversation ("How many troops?").
-            with_history, ranked = self._rank(question, history, where)
+            with_history, ranked = self.rank(question, history, where)
             if ranked.answerable > ranking.answerable:
                 found, ranking, leans = with_history, ranked, True
         if not found.sentences or ranking.answerable < self.threshold:
@@ -212,7 +212,9 @@ class Assistant:
                 first[words] = sentence_id
         return probabilities, copies
 
-    def _rank(self, question: str, history: Sequence[tuple[str, str]], where: Where) -> tuple[Candidates, Ranking]:
+    def rank(self, question: str, history: Sequence[tuple[str, str]] = (), where: Where = None
+             ) -> tuple[Candidates, Ranking]:
+        """The candidate sentences and the ranker's verdict on them, before anything is cited."""
         found = find_candidates(self.retriever, question, history, self.settings, where=where)
         retriever = self.retriever
         texts = [retriever.sentences[i].text for i in found.sentences]
@@ -224,7 +226,8 @@ class Assistant:
     def _confidence(self, ranking: Ranking) -> float:
         if not len(ranking.probabilities):
             return 0.0
-        return round(self.ranker.confidence(float(ranking.probabilities.max()), ranking.answerable), 4)
+        return round(self.ranker.confidence(float(ranking.probabilities.max()), ranking.answerable,
+                                            self.settings.answerable_share), 4)
 
     def _phrase(self, sentence_id: int, span: Span | None, probability: float) -> Phrase | None:
         """The span as a `Phrase` of the document, if the model is sure enough of it."""

@@ -54,6 +54,9 @@ class Settings:
             much less likely than the first adds no support a reader needs.
         min_answerable: the assistant refuses when the ranker's probability that the document answers
             is below this; None takes the threshold calibrated with the model (`qa train`).
+        answerable_share: the share of questions the documents answer, where it is known (a help desk's
+            log, say); the answer's confidence is moved to it by Bayes' rule. None keeps the share of the
+            questions the model was calibrated on (72%): see `qa.ranker.Confidence`.
         min_phrase: the short answer is shown when its calibrated probability of being right is at least this;
             None takes the model's (one half).
         max_question_chars: longer questions are rejected with a clear error.
@@ -91,6 +94,7 @@ class Settings:
     cite_ratio: float = 0.5
     min_answerable: float | None = None
     min_phrase: float | None = None
+    answerable_share: float | None = None
     max_question_chars: int = 1000
     max_history_turns: int = 50
     max_history_chars: int = 100_000
@@ -125,5 +129,7 @@ class Settings:
             raise ValueError(f"min_phrase must be in [0, 1] or None, got {self.min_phrase}")
         if self.min_answerable is not None and not 0.0 <= self.min_answerable <= 1.0:
             raise ValueError(f"min_answerable must be in [0, 1] or None, got {self.min_answerable}")
+        if self.answerable_share is not None and not 0.0 < self.answerable_share < 1.0:
+            raise ValueError(f"answerable_share must be in (0, 1) or None, got {self.answerable_share}")
         if self.answer_candidates < 1 or self.max_citations < 1:
             raise ValueError("answer_candidates and max_citations must be >= 1")

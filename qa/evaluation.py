@@ -146,9 +146,8 @@ def evaluate_squad(paths: str | Path | Sequence[str | Path], *, limit: int | Non
     results["unanswerable refused"] = next(r for t, r, _ in refusal_rows if t == threshold)
     answered = [(alone[q.question + q.doc_id], q) for q in [*answerable, *impossible]
                 if alone[q.question + q.doc_id].answerable >= threshold]
-    results["confidence ECE"] = expected_calibration_error(
-        [a.confidence for a, _ in answered],
-        [bool(a.citations) and not q.impossible and contains_any(a.citations[0].text, q.answers) for a, q in answered])
+    results.update(calibration_errors(assistant.ranker, answered,
+                                      share=len(answerable) / max(1, len(answerable) + len(impossible))))
     results.update(gold_paragraph_reading(assistant.ranker, retriever, answerable))
     results.update(conversation_rates(assistant, answerable, alone, threshold))
 
@@ -248,6 +247,9 @@ def ask_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
         ("given the gold paragraph: short answer F1 / EM",
          f"{results['gold paragraph F1']:.1f} / {results['gold paragraph EM']:.1f}"),
         ("confidence ECE (10 bins, answered questions)", f"{results['confidence ECE']:.3f}"),
+        ("the same, answerable questions only", f"{results['confidence ECE, answerable questions']:.3f}"),
+        (f"the same, told the share of questions the documents answer ({results['answerable share']:.0%})",
+         f"{results['confidence ECE, told the share']:.3f}"),
         ("citations per answer, mean", f"{results['citations per answer']:.2f}"),
         ("right answers citing more than one sentence",
          f"{results['right answers citing more than one sentence']:.1%}"),
@@ -260,6 +262,34 @@ def ask_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
         ("ask latency p50 / p95", f"{results['ask p50 ms']:.1f} ms / {results['ask p95 ms']:.1f} ms"),
     ]
     return rows
+
+
+def calibration_errors(ranker: Any, answered: Sequence[tuple[Any, SquadQuestion]], share: float
+                       ) -> dict[str, float]:
+    """ECE of the answers' confidence: as given; over answerable questions only; and as it would be with
+    `Settings.answerable_share` set to `share`, this split's share of answerable questions (a user who
+    knows how often their questions go unanswered), recomputed from each answer's [1] and P(answerable).
+    Answers about the document itself keep their own confidence."""
+    from .frame import FRAME_CONFIDENCE
+
+    def right(answer: Any, question: SquadQuestion) -> bool:
+        return bool(answer.citations) and not question.impossible and contains_any(answer.citations[0].text,
+                                                                                   question.answers)
+
+    def told(answer: Any) -> float:
+        if not answer.citations or answer.answerable == answer.confidence == FRAME_CONFIDENCE:
+            return answer.confidence
+        return ranker.confidence(answer.citations[0].score, answer.answerable, share)
+
+    outcomes = [right(a, q) for a, q in answered]
+    return {
+        "confidence ECE": expected_calibration_error([a.confidence for a, _ in answered], outcomes),
+        "confidence ECE, answerable questions": expected_calibration_error(
+            [a.confidence for a, q in answered if not q.impossible],
+            [r for r, (_, q) in zip(outcomes, answered, strict=True) if not q.impossible]),
+        "confidence ECE, told the share": expected_calibration_error([told(a) for a, _ in answered], outcomes),
+        "answerable share": share,
+    }
 
 
 def gold_paragraph_reading(ranker: Any, retriever: Any, questions: Sequence[SquadQuestion]) -> dict[str, float]:

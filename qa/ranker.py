@@ -18,6 +18,11 @@ shipped in `qa/models/answer-ranker/`:
    the sentence answers. A second logistic layer gives the probability that
    the document answers at all. Both are fitted on validation articles that
    the cross-encoder never saw, which is what calibrates them.
+4. The answer's confidence, P(citation [1] answers), is fitted last, on what
+   answering does with the validation questions over their whole corpus, as
+   two factors (`Confidence`): P([1] answers | the documents answer) and
+   P(the documents answer), the second movable to a known share of answered
+   questions.
 
 The manifest records the training files and their sha256, the seed, the
 validation figures, the decision thresholds and the licence; loading checks
@@ -149,7 +154,7 @@ class AnswerRanker:
             self._sentence = _Logistic.from_json(calibration["sentence"], SENTENCE_FEATURES)
             self._question = _Logistic.from_json(calibration["question"], QUESTION_FEATURES)
             self.min_answerable = float(calibration["min_answerable"])
-            self._confidence = _Logistic.from_json(calibration["confidence"], CONFIDENCE_FEATURES)
+            self._confidence = Confidence.from_json(calibration["confidence"]) if "confidence" in calibration else None
             self._phrase = _Logistic.from_json(calibration["phrase"]["model"], PHRASE_FEATURES)
             self.min_phrase = float(calibration["phrase"]["min_probability"])
         elif not relevance_only:
@@ -197,9 +202,13 @@ class AnswerRanker:
         answerable = float(self._question.probability(question_features(relevance, probabilities, evidence)[None])[0])
         return Ranking(read, probabilities, answerable, relevance, tuple(spans))
 
-    def confidence(self, first: float, answerable: float) -> float:
-        """The calibrated probability that citation [1] answers, from its sentence probability and P(answerable)."""
-        return float(self._confidence.probability(confidence_features(first, answerable)[None])[0])
+    def confidence(self, first: float, answerable: float, share: float | None = None) -> float:
+        """The calibrated probability that citation [1] answers, from its sentence probability and P(answerable);
+        `share` is the share of questions the documents answer, where it is known (see `Confidence`)."""
+        if self._confidence is None:
+            raise ModelUnavailableError(f"answer ranker at {self.path} has no confidence layer; "
+                                        "regenerate it with `qa train`")
+        return self._confidence.probability(first, answerable, share)
 
     def phrase_probability(self, span: Span, sentence_probability: float) -> float:
         """The calibrated probability that `span` is the short answer (it overlaps a gold answer by F1 >= 0.5)."""
@@ -268,6 +277,52 @@ CONFIDENCE_FEATURES = ("first_logit", "answerable_logit")
 def confidence_features(first: float, answerable: float) -> np.ndarray:
     """The row of `CONFIDENCE_FEATURES`: the [1] sentence's and the question's probabilities, as logits."""
     return np.asarray([_logit(first), _logit(answerable)])
+
+
+ANSWERABLE_FEATURES = ("answerable_logit",)
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """P(citation [1] answers) = P([1] answers | the documents answer) x P(the documents answer).
+
+    Both factors are fitted on what `Assistant` does with validation questions over their whole corpus
+    (`qa train`'s last stage), not on training-style candidates. They are kept apart because only the
+    second depends on how often questions go unanswered: `answerable_share` is that share among the
+    calibration questions, and where a user knows theirs, Bayes' rule moves the second factor to it
+    (the prior-shift correction of Saerens et al., 2002); the first factor does not change.
+    """
+
+    right_if_answerable: _Logistic
+    answerable: _Logistic
+    answerable_share: float
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Confidence:
+        try:
+            return cls(_Logistic.from_json(data["right_if_answerable"], CONFIDENCE_FEATURES),
+                       _Logistic.from_json(data["answerable"], ANSWERABLE_FEATURES), float(data["answerable_share"]))
+        except (KeyError, TypeError) as exc:
+            raise ModelUnavailableError("answer ranker: its confidence layer has another format; "
+                                        "regenerate it with `qa train --confidence-only`") from exc
+
+    def to_json(self) -> dict[str, Any]:
+        return {"right_if_answerable": self.right_if_answerable.to_json(), "answerable": self.answerable.to_json(),
+                "answerable_share": self.answerable_share}
+
+    def probability(self, first: float, answerable: float, share: float | None = None) -> float:
+        right = float(self.right_if_answerable.probability(confidence_features(first, answerable)[None])[0])
+        answers = float(self.answerable.probability(np.asarray([[_logit(answerable)]]))[0])
+        if share is not None:
+            answers = shifted_prior(answers, self.answerable_share, share)
+        return right * answers
+
+
+def shifted_prior(probability: float, old_share: float, new_share: float) -> float:
+    """A posterior computed where a class had prior `old_share`, moved by Bayes' rule to prior `new_share`."""
+    yes = probability * new_share / old_share
+    no = (1.0 - probability) * (1.0 - new_share) / (1.0 - old_share)
+    return yes / (yes + no) if yes + no > 0 else 0.0
 
 
 def _logit(p: float) -> float:

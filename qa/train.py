@@ -3,6 +3,7 @@
     qa train                     # the shared SQuAD files, seed 20261127 -> qa/models/answer-ranker/
     qa train --resume            # continue from the last checkpoint
     qa train --device cuda       # the same, on a GPU where torch sees one
+    qa train --confidence-only   # refit only the answer's confidence of the model at --out
 
 1. Data. SQuAD's training files teach the cross-encoder: a seeded draw of
    `--questions` from SQuAD v1.1 train, every unanswerable question of
@@ -22,8 +23,10 @@
    found as answering finds them (`qa.candidates.find_candidates`), as single
    questions, follow-ups, and questions asked of the corpus without their
    article. Logistic layers give P(sentence answers), P(the document
-   answers) with the refusal threshold, P(citation [1] answers) (the
-   answer's confidence) and P(the short answer is right).
+   answers) with the refusal threshold and P(the short answer is right).
+   Last, the answer's confidence, P(citation [1] answers), is fitted on the
+   answering path itself: the validation questions asked over their whole
+   corpus (`calibrate_confidence`; alone: `qa train --confidence-only`).
 5. Export. ONNX with int8 weights (onnxruntime's dynamic quantization) and a
    manifest with the data files and their sha256, the seed, the
    configuration, the validation figures and the licence.
@@ -58,6 +61,7 @@ from .config import Settings
 from .errors import QAError
 from .evaluation import expected_calibration_error
 from .ranker import (
+    ANSWERABLE_FEATURES,
     CONFIDENCE_FEATURES,
     DEFAULT_RANKER,
     FIRST_STAGE_FEATURES,
@@ -68,15 +72,18 @@ from .ranker import (
     QUESTION_FEATURES,
     SENTENCE_FEATURES,
     AnswerRanker,
+    Confidence,
     Evidence,
     Span,
     _Logistic,
+    _logit,
     confidence_features,
     first_stage_features,
     pair_text,
     phrase_features,
     question_features,
     ranker_question,
+    read_manifest,
     sentence_features,
     sha256,
     shortlist,
@@ -618,9 +625,10 @@ def calibrate(read: Sequence[tuple[np.ndarray, list[Span | None]]], examples: Se
     """Fit the logistic layers on validation examples; returns (calibration for the manifest, figures).
 
     In order: P(sentence answers) per candidate; P(the document answers) per
-    question and the refusal threshold; P(citation [1] answers), the
-    answer's confidence; P(the short answer is right) for the best span of
-    citation [1], where right means token F1 >= 0.5 against a gold answer.
+    question and the refusal threshold; P(the short answer is right) for the
+    best span of citation [1], where right means token F1 >= 0.5 against a
+    gold answer. The answer's confidence comes after, from the answering path
+    itself (`calibrate_confidence`).
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -653,21 +661,14 @@ def calibrate(read: Sequence[tuple[np.ndarray, list[Span | None]]], examples: Se
             phrase_right.append(bool(example.labels[top]) and f1(phrase, example.answers) >= 0.5)
     question = _fit(LogisticRegression, np.asarray(question_rows), np.asarray(answerable), QUESTION_FEATURES)
     p_answerable = question.probability(np.asarray(question_rows))
-    confidence_rows = np.asarray([confidence_features(first, p) for (first, _), p in zip(firsts, p_answerable,
-                                                                                          strict=True)])
-    confidence = _fit(LogisticRegression, confidence_rows, np.asarray([right for _, right in firsts]),
-                      CONFIDENCE_FEATURES)
     phrase = _fit(LogisticRegression, np.asarray(phrase_rows), np.asarray(phrase_right), PHRASE_FEATURES)
     singles = np.asarray([example.kind == "single" and example.answerable for example, _, _ in outcomes], dtype=bool)
     answerable_p = np.sort(p_answerable[singles])
     threshold = float(answerable_p[int(math.floor(config.max_refusals * len(answerable_p)))]) if len(
         answerable_p) else 0.5
     figures = _figures(outcomes, p_answerable, threshold)
-    figures["confidence ECE (all validation questions)"] = expected_calibration_error(
-        confidence.probability(confidence_rows), [right for _, right in firsts])
     figures["short answer right (F1 >= 0.5) when [1] is shown"] = float(np.mean(phrase_right)) if phrase_right else 0.0
     calibration = {"sentence": sentence.to_json(), "question": question.to_json(), "min_answerable": threshold,
-                   "confidence": confidence.to_json(),
                    "phrase": {"model": phrase.to_json(), "min_probability": PHRASE_MIN_PROBABILITY}}
     return calibration, figures
 
@@ -676,9 +677,55 @@ def calibrate(read: Sequence[tuple[np.ndarray, list[Span | None]]], examples: Se
 PHRASE_MIN_PROBABILITY = 0.5
 
 
+def calibrate_confidence(ranker: AnswerRanker, retriever: Any, questions: Sequence[SquadQuestion],
+                         settings: Settings) -> tuple[Confidence, dict[str, float]]:
+    """Fit the answer's confidence on what answering does: validation questions asked over their whole corpus.
+
+    The layers before this one are fitted on training-style candidates, with questions asked of a corpus
+    without their article among them; the confidence a reader sees must fit the answering path instead.
+    Each question is ranked as `Assistant` ranks a question asked alone. P(the documents answer) is refitted
+    on the question layer's output, and P(the best sentence answers | the documents answer) on the
+    answerable questions (see `qa.ranker.Confidence`).
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    from .answer import Assistant
+
+    assistant = Assistant(retriever, settings=dataclasses.replace(settings, min_answerable=0.0), ranker=ranker)
+    firsts, answerables, answers, rights = [], [], [], []
+    started = time.perf_counter()
+    for n, question in enumerate(questions, start=1):
+        found, ranking = assistant.rank(question.question)
+        if len(ranking.probabilities):
+            best = int(np.argmax(ranking.probabilities))
+            text = retriever.sentences[found.sentences[ranking.read[best]]].text
+            firsts.append(float(ranking.probabilities[best]))
+            answerables.append(ranking.answerable)
+            answers.append(not question.impossible)
+            rights.append(not question.impossible and contains_any(text, question.answers))
+        if n % 200 == 0:
+            log.info("confidence: %d of %d questions, %.0f s", n, len(questions), time.perf_counter() - started)
+    answers_array = np.asarray(answers, dtype=bool)
+    answerable = _fit(LogisticRegression, np.asarray([[_logit(p)] for p in answerables]), answers_array,
+                      ANSWERABLE_FEATURES)
+    rows = np.asarray([confidence_features(first, p) for first, p in zip(firsts, answerables, strict=True)])
+    right = _fit(LogisticRegression, rows[answers_array], np.asarray(rights)[answers_array], CONFIDENCE_FEATURES)
+    confidence = Confidence(right, answerable, float(answers_array.mean()))
+    answered = [i for i, p in enumerate(answerables) if p >= ranker.min_answerable]
+    figures = {
+        "questions the documents answer, among the confidence's calibration questions": confidence.answerable_share,
+        "confidence ECE (answered validation questions, as answered)": expected_calibration_error(
+            [confidence.probability(firsts[i], answerables[i]) for i in answered], [rights[i] for i in answered]),
+    }
+    return confidence, figures
+
+
 def _fit(model: Any, rows: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> _Logistic:
     mean, scale = rows.mean(0), rows.std(0)
     scale[scale == 0] = 1.0
+    if len(set(labels.tolist())) < 2:  # a smoke run's few questions: the observed rate, whatever the features
+        rate = min(max(float(np.mean(labels)) if len(labels) else 0.5, 0.01), 0.99)
+        return _Logistic(tuple(names), mean, scale, np.zeros(len(names)), math.log(rate / (1 - rate)))
     fitted = model(C=1.0, max_iter=5000).fit((rows - mean) / scale, labels)
     return _Logistic(tuple(names), mean, scale, fitted.coef_[0], float(fitted.intercept_[0]))
 
@@ -808,10 +855,49 @@ def train(files: Sequence[str | Path], out: str | Path, config: TrainConfig = Tr
         (staging / MANIFEST).write_text(json.dumps(provisional), encoding="utf-8")
         unscaled = AnswerRanker(staging, threads=config.threads, relevance_only=True)
         calibration, figures = calibrate(score_examples(unscaled, validation), validation, config)
+        (staging / MANIFEST).write_text(json.dumps({**provisional, "calibration": calibration}), encoding="utf-8")
+        echo("calibrating the confidence on the answering path")
+        confidence, more = calibrate_confidence(AnswerRanker(staging, threads=config.threads), retriever,
+                                                development["validation"], settings)
+        calibration["confidence"], figures = confidence.to_json(), {**figures, **more}
         manifest = _manifest(files, training_files, config, first_stage, calibration, figures, staging,
                              seconds=model.training_seconds + time.perf_counter() - trained)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         AnswerRanker(staging)  # loads and checks what is about to be shipped
+        _replace_dir(staging, out)
+    echo(f"wrote {out} in {time.perf_counter() - started:.0f} s")
+    echo(figures_table(manifest["validation"]))
+    return manifest
+
+
+def recalibrate_confidence(files: Sequence[str | Path], out: str | Path, config: TrainConfig = TrainConfig(), *,
+                           echo: Any = None) -> dict[str, Any]:
+    """Refit only the answer's confidence of the model at `out` (`qa train --confidence-only`); the
+    cross-encoder and the other layers stay as they are. Writes the manifest atomically; returns it."""
+    from .retrieval import Retriever
+
+    echo = echo or (lambda line: print(line, file=sys.stderr))
+    started = time.perf_counter()
+    out = Path(out)
+    documents, questions = load_squad(files)
+    splits = split_articles(questions, seed=config.seed)
+    validation = [q for q in questions if splits[q.article] == "validation"][:config.limit or None]
+    settings = Settings(index_type="flat")
+    retriever = Retriever.build(documents, settings=settings)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        staging = Path(tmp) / out.name
+        shutil.copytree(out, staging)
+        manifest = read_manifest(staging)
+        manifest["calibration"].pop("confidence", None)
+        (staging / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+        echo(f"calibrating the confidence on the answering path: {len(validation)} validation questions")
+        confidence, figures = calibrate_confidence(AnswerRanker(staging, threads=config.threads), retriever,
+                                                   validation, settings)
+        manifest["calibration"]["confidence"] = confidence.to_json()
+        manifest["validation"] = {**{k: v for k, v in manifest["validation"].items() if "ECE" not in k}, **figures}
+        manifest["training"]["confidence_seconds"] = round(time.perf_counter() - started)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        AnswerRanker(staging)
         _replace_dir(staging, out)
     echo(f"wrote {out} in {time.perf_counter() - started:.0f} s")
     echo(figures_table(manifest["validation"]))
@@ -892,6 +978,8 @@ def add_train_command(commands: Any) -> None:
                         help="where training state is saved every --checkpoint-minutes (default: the user's cache)")
     parser.add_argument("--checkpoint-minutes", type=float, default=TrainConfig.checkpoint_minutes)
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    parser.add_argument("--confidence-only", action="store_true",
+                        help="refit only the answer's confidence of the model at --out (no training)")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--limit", type=int, default=0, help="at most N questions per split (a smoke run)")
     parser.add_argument("--steps", type=int, default=0, help="stop after N optimiser steps (a smoke run)")
@@ -914,6 +1002,9 @@ def _run(args: argparse.Namespace) -> int:
     config = TrainConfig(questions=args.questions, epochs=args.epochs, layers=args.layers, threads=args.threads,
                          device=args.device, checkpoint_minutes=args.checkpoint_minutes, seed=args.seed,
                          limit=args.limit, steps=args.steps)
+    if args.confidence_only:
+        recalibrate_confidence(args.files, args.out, config)
+        return 0
     train(args.files, args.out, config, training_files=args.training_files, checkpoint=args.checkpoint,
           resume=args.resume)
     return 0

@@ -237,6 +237,18 @@ def test_confidence_is_a_probability_and_higher_when_right(assistant: Assistant)
     assert 0.0 <= off.confidence < right.confidence <= 1.0
 
 
+def test_a_user_who_expects_many_unanswered_questions_gets_lower_confidence(assistant: Assistant) -> None:
+    import dataclasses
+
+    question = "How many troops would the new US policy send to Libya?"
+    wary = Assistant(assistant.retriever, settings=dataclasses.replace(assistant.settings, answerable_share=0.3))
+    usual, told = assistant.ask(question), wary.ask(question)
+    assert told.citations == usual.citations and told.answerable == usual.answerable
+    assert told.confidence < usual.confidence
+    with pytest.raises(ValueError, match="answerable_share"):
+        dataclasses.replace(assistant.settings, answerable_share=1.0)
+
+
 # -- long and odd questions ------------------------------------------------------------------
 
 

@@ -131,7 +131,7 @@ def _tiny_squad(source: Path, path: Path, articles: slice) -> Path:
 def test_training_runs_end_to_end_resumes_and_repeats(tmp_path: Path) -> None:
     """A smoke run trains, checkpoints, calibrates, exports and writes a model that loads; resuming from its
     final checkpoint, and a second run with the same seed, give the same model (no figures asserted)."""
-    from qa.train import TrainConfig, train
+    from qa.train import TrainConfig, recalibrate_confidence, train
 
     if not SQUAD_V2.is_file():
         pytest.skip(f"{SQUAD_V2} not found")
@@ -157,6 +157,16 @@ def test_training_runs_end_to_end_resumes_and_repeats(tmp_path: Path) -> None:
                                    expected, atol=1e-5)
     assert resumed["calibration"]["min_answerable"] == pytest.approx(manifest["calibration"]["min_answerable"])
     assert again["files"][MODEL_FILE] == manifest["files"][MODEL_FILE]
+    points = [(first, answerable) for first in (0.05, 0.4, 0.9) for answerable in (0.1, 0.5, 0.95)]
+    confidences = [ranker.confidence(*point) for point in points]
+    assert all(0.0 <= c <= 1.0 for c in confidences)
+
+    # `qa train --confidence-only` refits the same confidence from the model alone, and changes nothing else.
+    refitted = recalibrate_confidence([development], out, config, echo=lambda line: None)
+    assert [AnswerRanker(out).confidence(*point) for point in points] == pytest.approx(confidences, abs=1e-6)
+    assert refitted["files"] == manifest["files"] and refitted["first_stage"] == manifest["first_stage"]
+    assert {k: v for k, v in refitted["calibration"].items() if k != "confidence"} == {
+        k: v for k, v in manifest["calibration"].items() if k != "confidence"}
 
 
 def test_a_checkpoint_of_other_settings_is_refused(tmp_path: Path) -> None:
@@ -181,6 +191,20 @@ def test_training_on_a_gpu_that_is_not_there_says_so(tmp_path: Path) -> None:
     with pytest.raises(QAError, match="GPU"):
         train([development], tmp_path / "out", TrainConfig(layers=1, steps=1, device="cuda"),
               training_files=[development], echo=lambda line: None)
+
+
+def test_a_known_share_of_answered_questions_moves_the_confidence_by_bayes_rule() -> None:
+    from qa.ranker import shifted_prior
+
+    assert shifted_prior(0.6, 0.72, 0.72) == pytest.approx(0.6)
+    # odds 0.6/0.4 = 1.5, times the change of prior odds (0.5/0.5) / (0.72/0.28): 1.5 * 0.3889 = 0.5833
+    assert shifted_prior(0.6, 0.72, 0.5) == pytest.approx(0.5833 / 1.5833, abs=1e-4)
+    assert shifted_prior(0.6, 0.72, 0.3) < shifted_prior(0.6, 0.72, 0.5) < 0.6 < shifted_prior(0.6, 0.72, 0.9)
+    ranker = load_ranker()
+    shipped = ranker.confidence(0.8, 0.9)
+    assert ranker.confidence(0.8, 0.9, share=0.3) < shipped < ranker.confidence(0.8, 0.9, share=0.95)
+    assert ranker.confidence(0.8, 0.9, share=ranker._confidence.answerable_share) == pytest.approx(shipped)
+    assert ranker.confidence(0.9, 0.9) >= ranker.confidence(0.2, 0.9), "a likelier [1] is not less trusted"
 
 
 def test_load_ranker_is_shared() -> None:
