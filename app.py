@@ -17,13 +17,14 @@ large upload does not hold up other visitors' questions.
 
 from __future__ import annotations
 
-import argparse
 import contextvars
+import dataclasses
 import html
 import json
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -38,6 +39,8 @@ import gradio as gr
 
 from qa import Answer, Assistant, Document, QAError, Retriever, Settings
 from qa.answer import Citation, answer_dict
+from qa.config import LIMIT_ENV
+from qa.documents import read_text, slugify
 from qa.retrieval import check_question
 
 EXAMPLES = [
@@ -45,14 +48,11 @@ EXAMPLES = [
     "What security threats does Libya pose to southern Europe?",
     "Who is Khalifa Haftar?",
 ]
-MAX_UPLOADS = 10  # documents per session
-MAX_FILE_MB = 10
-MAX_UPLOAD_CHARS = 500_000  # all of a session's uploads together
 VIEW_CHARS = 4000  # document viewer: characters shown either side of a cited span
 CACHE_CLEANUP = (900, 900)  # Gradio deletes its temporary files older than 15 minutes, every 15 minutes
 QUESTIONS = {"concurrency_id": "questions", "concurrency_limit": 2}  # one torch thread each, two cores
 TAKING = {"concurrency_id": "taking", "concurrency_limit": 1}  # queueing a question: instant, in the order sent
-INDEXING = {"concurrency_id": "indexing", "concurrency_limit": 1}  # uploads: CPU-heavy, one at a time
+INDEXING = {"concurrency_id": "indexing"}  # uploads: CPU-heavy, `Settings.upload_workers` at a time
 INDEXING_NICE = 10  # added to the indexing thread's nice value: it yields the CPU to questions
 PRIVATE = {"api_visibility": "private"}  # UI events are not callable through the API
 
@@ -285,10 +285,24 @@ def document_name(corpus: Retriever, doc_id: str) -> str:
 
 
 def document_head(corpus: Retriever, doc_id: str) -> str:
-    """The heading of one document's group of cards: the title once, the file name (uploads) beside it."""
+    """The heading of one document's group of cards: the title once, the file name (uploads) beside it; for a
+    document of a served collection (`qa serve --index`), its id and the path it was indexed from."""
     title, detail = document_label(corpus, doc_id)
     shown = f'<span class="qa-file">{esc(detail)}</span>' if detail else ""
-    return f'<div class="qa-doc-head"><span class="qa-title">{esc(title)}</span>{shown}</div>'
+    return (f'<div class="qa-doc-head"><span class="qa-title">{esc(title)}</span>{shown}'
+            f'{source_line(corpus, doc_id)}</div>')
+
+
+def source_line(corpus: Retriever, doc_id: str) -> str:
+    """The id of a document indexed from a file and that file's path (absolute: uploads keep only their name)."""
+    try:
+        document = corpus.document(doc_id)
+    except KeyError:
+        return ""
+    if not document.path or not Path(document.path).is_absolute():
+        return ""
+    return (f'<div class="qa-where qa-origin"><span class="qa-doc-id">{esc(doc_id)}</span> · '
+            f'<span class="qa-path">{esc(document.path)}</span></div>')
 
 
 def sources_html(turn: int, answer: Answer, corpus: Retriever) -> str:
@@ -446,25 +460,47 @@ def json_preview(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def read_upload(path: str, *, taken: set[str], chars: int, count: int) -> Document:
+def read_upload(path: str, *, taken: set[str], chars: int, count: int, settings: Settings | None = None) -> Document:
     """The text of one uploaded file as a Document with an id not in `taken`; QAError naming the file if unusable.
 
-    `chars` and `count` are what the session already holds, checked against the upload limits.
+    `chars` and `count` are what the session already holds, checked against the limits in `settings`; the
+    message names the limit that was hit (file size, characters per session, documents per session).
     """
+    settings = settings or Settings()
     name = Path(path).name
-    if count >= MAX_UPLOADS:
-        raise QAError(f"{name}: not added, a session holds at most {MAX_UPLOADS} uploaded documents")
+    if count >= settings.max_session_documents:
+        raise QAError(f"{name}: not added, a session holds at most {settings.max_session_documents} uploaded documents")
     try:
         size = os.path.getsize(path)
     except OSError as exc:
         raise QAError(f"{name}: the uploaded file is gone before it was read; upload it again") from exc
-    if size > MAX_FILE_MB * 1024 * 1024:
-        raise QAError(f"{name}: the file is larger than {MAX_FILE_MB} MB")
-    document = Document.from_path(path)
-    if chars + len(document.text) > MAX_UPLOAD_CHARS:
-        raise QAError(f"{name}: {len(document.text):,} characters would take this session's uploads "
-                      f"over {MAX_UPLOAD_CHARS:,}; remove a document first")
-    return Document(unique_id(document.doc_id, taken), document.text, document.title, path=document.path)
+    if size > settings.max_upload_mb * 1024 * 1024:
+        raise QAError(f"{name}: {size / 1024 / 1024:.1f} MB is over the {settings.max_upload_mb} MB limit for one file")
+    text, title = read_text(Path(path))
+    if chars + len(text) > settings.max_session_chars:
+        held = f"; {chars:,} are taken, remove a document first" if chars else ""
+        raise QAError(f"{name}: {len(text):,} characters of text, over the {settings.max_session_chars:,} characters "
+                      f"a session's uploads may hold together{held}")
+    stem = Path(path).stem
+    return Document(unique_id(slugify(stem), taken), text, title or stem, path=name)  # name: shown on cards
+
+
+def without_temp_files(files: gr.File) -> gr.File:
+    """`files` without Gradio's stray temporary file: Gradio 6's `File._process_single_file` opens an empty
+    NamedTemporaryFile in its cache for every uploaded file and never deletes it. The method is replaced on
+    this one component (a subclass would make Gradio write an app.pyi stub beside this file)."""
+
+    def process_single_file(f: Any) -> Any:
+        from gradio.utils import NamedString
+        from gradio_client.utils import is_valid_file
+
+        if files.file_types and not is_valid_file(f.path, files.file_types):
+            raise gr.Error(f"Invalid file type. Please upload a file that is one of these formats: {files.file_types}")
+        return NamedString(f.path)
+
+    if files.type == "filepath":
+        files._process_single_file = process_single_file
+    return files
 
 
 def discard(path: str) -> None:
@@ -478,19 +514,19 @@ def discard(path: str) -> None:
         pass
 
 
-def in_background(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+def in_background(function: Callable[..., T], *args: Any, workers: int = 1, **kwargs: Any) -> T:
     """Run `function` on the indexing thread and wait for it; Gradio's progress and notices still reach the page.
 
     The indexing thread runs at a lower OS priority (Linux keeps a nice value per thread), so while an
     upload is indexed the CPU goes to other visitors' questions first.
     """
     context = contextvars.copy_context()  # Gradio finds the event to report progress to in context variables
-    return _indexer().submit(context.run, function, *args, **kwargs).result()
+    return _indexer(workers).submit(context.run, function, *args, **kwargs).result()
 
 
-@lru_cache(maxsize=1)
-def _indexer() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="qa-indexing", initializer=_lower_priority)
+@lru_cache(maxsize=4)
+def _indexer(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qa-indexing", initializer=_lower_priority)
 
 
 def _lower_priority() -> None:
@@ -507,27 +543,43 @@ def _lower_priority() -> None:
 class Handlers:
     """What each user action does, over the shared `base` retriever and the visitor's `Session`."""
 
-    def __init__(self, base: Retriever) -> None:
+    def __init__(self, base: Retriever, settings: Settings | None = None) -> None:
         self.base = base
+        self.settings = settings or base.settings  # the base's query settings with the serving limits
 
     def session(self, session: Session | None) -> Session:
         return session or Session.start(self.base)
 
     def ask_api(self, question: str, history: list[list[str]] | None = None) -> dict:
-        """Answer a question about the bundled article; returns question, answer, found and citations."""
+        """Answer a question about the served documents; returns question, answer, found and citations."""
         try:
-            if not isinstance(question, str):
-                raise QAError(f"the question must be text, got {json_preview(question)}")
-            answer = Assistant(self.base).ask(question, history=history_pairs(history, self.base.settings))
+            answer = Assistant(self.base, settings=self.settings).ask(self.api_question(question),
+                                                                     history=history_pairs(history, self.settings))
         except QAError as exc:
             raise gr.Error(message(exc), print_exception=False) from exc
         return as_dict(answer)
+
+    def api_question(self, question: Any) -> str:
+        if not isinstance(question, str):
+            raise QAError(f"the question must be text, got {json_preview(question)}")
+        return check_question(question, self.settings)
+
+    def check_ask(self, question: Any, history: Any = None) -> tuple:
+        """/ask's inputs checked before the call is queued: Gradio answers a bad one with HTTP 422."""
+        checks = []
+        for check, value in ((self.api_question, question), (lambda h: history_pairs(h, self.settings), history)):
+            try:
+                check(value)
+                checks.append(gr.validate(True, ""))
+            except QAError as exc:
+                checks.append(gr.validate(False, str(exc)))
+        return tuple(checks)
 
     def take(self, question: str, session: Session | None) -> Session:
         """Queue a question sent from the box, the Ask button or an example; a rejected one is a notice."""
         session = self.session(session)
         try:
-            question = check_question(question, session.active.settings)
+            question = check_question(question, self.settings)
         except QAError as exc:
             gr.Warning(message(exc), title="Not asked")
             return session
@@ -574,7 +626,7 @@ class Handlers:
         queue = session.questions
         history = [(t.question, t.answer.text) for t in session.turns]
         try:
-            answer = Assistant(session.active).ask(question, history=history)
+            answer = Assistant(session.active, settings=self.settings).ask(question, history=history)
         except QAError as exc:
             gr.Warning(message(exc), title="Not asked")
             queue.current = None
@@ -614,8 +666,8 @@ class Handlers:
         label = {d.doc_id: d.title if titles.count(d.title) == 1 else f"{d.title} ({d.doc_id})"
                  for d in session.corpus.documents}
         status = (f"Searching {len(session.selected)} of {len(session.corpus.documents)} documents. "
-                  f"Uploads: {len(session.uploads)} of {MAX_UPLOADS} files, {session.upload_chars():,} of "
-                  f"{MAX_UPLOAD_CHARS:,} characters.")
+                  f"Uploads: {len(session.uploads)} of {self.settings.max_session_documents} files, "
+                  f"{session.upload_chars():,} of {self.settings.max_session_chars:,} characters.")
         return (session,
                 gr.update(choices=[(label[i], i) for i in label], value=session.selected),
                 gr.update(choices=[(label[i], i) for i in session.uploads], value=None),
@@ -632,7 +684,8 @@ class Handlers:
                 progress(0, desc=f"Reading {Path(path).name}")
                 held = session.upload_chars() + sum(len(d.text) for d in documents)
                 try:
-                    document = read_upload(path, taken=taken, chars=held, count=len(session.uploads) + len(documents))
+                    document = read_upload(path, taken=taken, chars=held, count=len(session.uploads) + len(documents),
+                                           settings=self.settings)
                 except QAError as exc:
                     problems.append(str(exc))
                     continue
@@ -649,7 +702,8 @@ class Handlers:
                 progress(done / total, desc=f"{names}: embedding {done:,} of {total:,} sentences")
 
             try:
-                corpus = in_background(session.corpus.extend, documents, progress=embedded)
+                corpus = in_background(session.corpus.extend, documents, progress=embedded,
+                                       workers=self.settings.upload_workers)
                 session.use(corpus, session.selected + [d.doc_id for d in documents])
                 session.uploads += [d.doc_id for d in documents]
             except QAError as exc:
@@ -690,15 +744,33 @@ class Handlers:
 
 
 class Page(gr.Blocks):
-    """The chat's Blocks. Plain HTTP callers of /ask may leave out the optional history."""
+    """The chat's Blocks. Plain HTTP callers of /ask may leave out the optional history; an API call leaves no
+    session state behind (`Sessions`)."""
+
+    handlers: Handlers
+    sessions: Sessions
+
+    def is_ask(self, block_fn: Any) -> bool:
+        """/ask itself, or the validator Gradio runs for it before queueing the call."""
+        return getattr(block_fn, "fn", None) in (self.handlers.ask_api, self.handlers.check_ask)
 
     def validate_inputs(self, block_fn: Any, inputs: list[Any]) -> None:
-        if block_fn.api_name == "ask" and len(inputs) > len(block_fn.inputs):
-            raise gr.Error(f"/ask takes the question and, optionally, the history: {len(inputs)} values were "
-                           f"sent, at most {len(block_fn.inputs)} are read", print_exception=False)
-        if block_fn.api_name == "ask" and len(inputs) < len(block_fn.inputs):
+        if self.is_ask(block_fn) and len(inputs) > len(block_fn.inputs):
+            problem = (f"/ask takes the question and, optionally, the history: {len(inputs)} values were sent, "
+                       f"at most {len(block_fn.inputs)} are read")
+            if block_fn.is_validator_function:  # before queueing: Gradio answers 400 with this text
+                raise QAError(problem)
+            raise gr.Error(problem, print_exception=False)
+        if self.is_ask(block_fn) and len(inputs) < len(block_fn.inputs):
             inputs.extend([None] * (len(block_fn.inputs) - len(inputs)))  # gradio_client sends the default
         super().validate_inputs(block_fn, inputs)
+
+    async def process_api(self, *args: Any, **kwargs: Any) -> dict:
+        try:
+            return await super().process_api(*args, **kwargs)
+        finally:  # /ask needs no session: what Gradio made for this call is dropped now, unless a page holds it
+            if self.is_ask(kwargs.get("block_fn")):
+                self.sessions.drop_unless_open(kwargs.get("session_hash"))
 
 
 @dataclass
@@ -745,7 +817,9 @@ def documents_panel(handlers: Handlers) -> DocumentsPanel:
         docs = gr.CheckboxGroup(label="Search these documents", elem_id="qa-docs",
                                 choices=[(d.title, d.doc_id) for d in base.documents],
                                 value=[d.doc_id for d in base.documents])
-        files = gr.File(label=f"Upload .txt, .md, .html or .pdf (up to {MAX_UPLOADS} files, {MAX_FILE_MB} MB each)",
+        limits = handlers.settings
+        files = gr.File(label=f"Upload .txt, .md, .html or .pdf (up to {limits.max_session_documents} files, "
+                              f"{limits.max_upload_mb} MB each)",
                         file_count="multiple", elem_id="qa-upload", height=110)
         status = gr.HTML(handlers.controls(Session.start(base))[3], elem_id="qa-status", js_on_load=None)
         with gr.Row():
@@ -778,19 +852,223 @@ def wire_chat(handlers: Handlers, panel: ChatPanel, sources: gr.HTML, session: g
 def wire_documents(handlers: Handlers, panel: DocumentsPanel, session: gr.State) -> None:
     shown = [session, panel.docs, panel.removable, panel.status]
     # One progress bar, on the status line; the upload has its own queue, apart from questions.
+    indexing = {**INDEXING, "concurrency_limit": handlers.settings.upload_workers}  # uploads indexed side by side
+    without_temp_files(panel.files)
     panel.files.upload(handlers.upload, [panel.files, session], [*shown, panel.files], show_progress_on=panel.status,
-                       **INDEXING, **PRIVATE)
+                       **indexing, **PRIVATE)
     panel.docs.input(handlers.choose, [panel.docs, session], shown, show_progress="hidden", **PRIVATE)
     panel.remove.click(handlers.remove, [panel.removable, session], shown, show_progress="hidden", **PRIVATE)
     panel.reset.click(handlers.reset, [session], shown, show_progress="hidden", **PRIVATE)
 
 
-def build_app(retriever: Retriever | None = None, *, index_dir: str | Path | None = None) -> gr.Blocks:
-    """The Gradio Blocks over `retriever` (default: the bundled article, index loaded from `index_dir`)."""
-    base = retriever or Retriever.default(index_dir=index_dir)  # default: $QA_INDEX_DIR or the user's cache
+# -- serving: who may call what, and how long a visitor's session lives --------------------------------------
+
+PUBLIC_API = ("ask",)  # the one endpoint plain HTTP and gradio_client callers may name
+API = "/gradio_api"
+NAMED_CALL = re.compile(rf"(?:{API})?/(?:call/v2|call|run|api)/([^/]+)/?")
+
+
+class Sessions:
+    """Which browser pages are open, and freeing the sessions of closed ones.
+
+    A page holds its session while its heartbeat stream (`/gradio_api/heartbeat/<session>`, which Gradio's
+    page opens) is connected. Gradio itself keeps a closed page's state for an hour and every session's
+    bookkeeping (about 68 KB) until 10,000 newer ones push it out; here a session without an open page is
+    dropped `linger` seconds after its last use or its page's closing, and an /ask call's at once.
+    """
+
+    def __init__(self, linger: float) -> None:
+        self.linger = linger
+        self.open: dict[str, int] = {}  # session -> open heartbeat streams (a reconnect may overlap)
+        self.closed: dict[str, float] = {}  # session -> when its last stream ended
+        self.lock = threading.Lock()
+        self.blocks: gr.Blocks | None = None
+        self.stop = threading.Event()
+
+    def opened(self, session: str) -> None:
+        with self.lock:
+            self.open[session] = self.open.get(session, 0) + 1
+            self.closed.pop(session, None)
+
+    def ended(self, session: str) -> None:
+        with self.lock:
+            self.open[session] -= 1
+            if not self.open[session]:
+                del self.open[session]
+                self.closed[session] = time.monotonic()
+
+    def is_open(self, session: str | None) -> bool:
+        return session in self.open
+
+    async def wait_open(self, session: str | None, seconds: float = 3.0) -> bool:
+        """Whether `session` is an open page; the page opens its heartbeat as it sends its first event, so
+        the two requests may arrive in either order."""
+        import asyncio
+
+        for _ in range(int(seconds / 0.05)):
+            if self.is_open(session):
+                return True
+            await asyncio.sleep(0.05)
+        return self.is_open(session)
+
+    def drop_unless_open(self, session: str | None) -> None:
+        if session and self.blocks is not None and not self.is_open(session):
+            self.drop(session)
+
+    def drop(self, session: str) -> None:
+        holder = self.blocks.state_holder
+        holder.delete_state(session)  # each gr.State's delete_callback runs
+        with holder.lock:
+            holder.session_data.pop(session, None)
+            holder.time_last_used.pop(session, None)
+        with self.lock:
+            self.closed.pop(session, None)
+
+    def sweep(self) -> int:
+        """Drop every session that no open page holds, unused for `linger` seconds; how many were dropped."""
+        holder, queue = self.blocks.state_holder, self.blocks._queue
+        now, wall = time.monotonic(), time.time()
+        dropped = 0
+        for session in list(holder.session_data):
+            if self.is_open(session) or queue.pending_event_ids_session.get(session):
+                continue
+            used = holder.time_last_used.get(session)
+            idle = wall - used.timestamp() if used else self.linger
+            closed = now - self.closed.get(session, now - self.linger)
+            if min(idle, closed) >= self.linger:
+                self.drop(session)
+                dropped += 1
+        # Gradio's queue keeps an empty set and a message queue for every session that ever sent an event
+        # (an /ask call over plain HTTP is a session of its own): dropped once nothing is pending.
+        for session in list(queue.pending_event_ids_session):
+            if not self.is_open(session) and not queue.pending_event_ids_session.get(session, True):
+                queue.pending_event_ids_session.pop(session, None)
+                queue.pending_messages_per_session.pop(session, None)
+        with self.lock:  # pages that closed without ever holding state
+            for session in [s for s, at in self.closed.items()
+                            if now - at >= self.linger and s not in holder.session_data]:
+                del self.closed[session]
+        return dropped
+
+    def start(self, blocks: gr.Blocks) -> None:
+        self.blocks = blocks
+        every = min(5.0, max(0.5, self.linger / 4))
+
+        def run() -> None:
+            while not self.stop.wait(every):
+                try:
+                    self.sweep()
+                except Exception:  # a sweep racing Gradio's own bookkeeping: the next one finishes the job
+                    log.debug("session sweep failed", exc_info=True)
+
+        threading.Thread(target=run, name="qa-sessions", daemon=True).start()
+
+
+class Gate:
+    """ASGI middleware in front of Gradio: only the documented API is reachable by name.
+
+    - A POST to /gradio_api/call/<name> (also /call/v2, /run, /api) for any other name than `PUBLIC_API`,
+      the UI's own events included, gets 404 with a one-line JSON error instead of Gradio's 500 or an answer.
+    - /gradio_api/queue/join (how the page and gradio_client send events) runs the UI's events only for an
+      open page (`Sessions`); a caller naming one by number without a page gets the same 404.
+    - A request body over `max_body` bytes gets 413 before it is read.
+    - Heartbeat streams are tracked, so `Sessions` knows which pages are open.
+    """
+
+    def __init__(self, app: Any, *, sessions: Sessions, public: Callable[[], set[int]], max_body: int) -> None:
+        self.app, self.sessions, self.public, self.max_body = app, sessions, public, max_body
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path, method = scope["path"], scope["method"]
+        if method == "GET" and path.startswith(f"{API}/heartbeat/"):
+            session = path.rsplit("/", 1)[-1]
+            self.sessions.opened(session)
+            try:
+                return await self.app(scope, receive, send)
+            finally:
+                self.sessions.ended(session)
+        if method != "POST":
+            return await self.app(scope, receive, send)
+        named = NAMED_CALL.fullmatch(path)
+        if named and named.group(1) not in PUBLIC_API:
+            return await refuse(send, 404, f"no API endpoint /{named.group(1)}; this server answers "
+                                           f"{', '.join('/' + n for n in PUBLIC_API)} (see {API}/info)")
+        if not named and path != f"{API}/queue/join":
+            return await self.app(scope, receive, send)
+        body = await read_body(receive, self.max_body)
+        if body is None:
+            return await refuse(send, 413, f"the request is over {self.max_body:,} bytes")
+        if not named:
+            try:
+                event = json.loads(body)
+                fn_index, session = event.get("fn_index"), event.get("session_hash")
+            except (ValueError, AttributeError):
+                fn_index = session = None
+            if fn_index not in self.public() and not await self.sessions.wait_open(session):
+                return await refuse(send, 404, f"no API endpoint number {json_preview(fn_index)} for a caller "
+                                               f"without an open page; this server answers "
+                                               f"{', '.join('/' + n for n in PUBLIC_API)} (see {API}/info)")
+        sent = False
+
+        async def replay() -> dict:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        return await self.app(scope, replay, send)
+
+
+async def read_body(receive: Callable, limit: int) -> bytes | None:
+    """The whole request body, or None once it is over `limit` bytes."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+async def refuse(send: Callable, status: int, detail: str) -> None:
+    """A one-line JSON error, the shape FastAPI and Gradio use: {"detail": "..."}."""
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def served_settings(base: Retriever, settings: Settings | None) -> Settings:
+    """The base's query settings with the serving limits of `settings` (default: `Settings()`, the environment)."""
+    settings = settings or Settings()
+    return dataclasses.replace(base.settings, **{name: getattr(settings, name) for name in LIMIT_ENV})
+
+
+def load_base(index: str | Path | None, index_dir: str | Path | None, settings: Settings | None) -> Retriever:
+    """The served documents: the collection `qa index` wrote at `index`, else the bundled article (its index
+    kept in `index_dir`, default $QA_INDEX_DIR or the user's cache)."""
+    if index is not None:
+        return Retriever.load(index, settings=settings)
+    return Retriever.default(index_dir=index_dir, settings=settings)
+
+
+def build_app(retriever: Retriever | None = None, *, index: str | Path | None = None,
+              index_dir: str | Path | None = None, settings: Settings | None = None) -> Page:
+    """The Gradio Blocks over `retriever` (default: the collection at `index`, else the bundled article)."""
+    base = retriever or load_base(index, index_dir, settings)
     quiet_libraries()
-    handlers = Handlers(base)
+    handlers = Handlers(base, served_settings(base, settings))
     with Page(title="Ask the document", delete_cache=CACHE_CLEANUP) as demo:
+        demo.handlers, demo.sessions = handlers, Sessions(handlers.settings.session_linger)
         session = gr.State(None)
         gr.Markdown("## Ask the document\nAnswers quote the document; each marker **[n]** points to a source "
                     "beside the chat. Click a marker or a source to see it in the document.")
@@ -803,6 +1081,9 @@ def build_app(retriever: Retriever | None = None, *, index_dir: str | Path | Non
         wire_chat(handlers, chat, sources, session)
         wire_documents(handlers, documents, session)
         gr.api(handlers.ask_api, api_name="ask", **QUESTIONS)
+    # Gradio checks an event's inputs with its validator before queueing it, answering 422 with the message;
+    # `gr.api` takes no validator argument, so it is set on the endpoint it made.
+    next(fn for fn in demo.fns.values() if fn.api_name == "ask").validator = handlers.check_ask
     return demo
 
 
@@ -826,28 +1107,36 @@ def theme() -> gr.themes.Base:
 
 
 def launch(host: str | None = None, port: int | None = None, share: bool = False, *,
-           index_dir: str | Path | None = None, retriever: Retriever | None = None, block: bool = True) -> gr.Blocks:
-    """Start the chat on host:port (env QA_HOST / QA_PORT, default 127.0.0.1:7860); no share link unless asked."""
-    demo = build_app(retriever, index_dir=index_dir)
-    demo.queue(default_concurrency_limit=4).launch(
+           index: str | Path | None = None, index_dir: str | Path | None = None, retriever: Retriever | None = None,
+           settings: Settings | None = None, block: bool = True) -> Page:
+    """Start the chat on host:port (env QA_HOST / QA_PORT, default 127.0.0.1:7860); no share link unless asked.
+
+    Serves `retriever`, else the collection `qa index` wrote at `index`, else the bundled article; the
+    limits come from `settings` (default: `Settings()`, which reads QA_MAX_UPLOAD_MB and the rest).
+    """
+    from starlette.middleware import Middleware
+
+    demo = build_app(retriever, index=index, index_dir=index_dir, settings=settings)
+    limits = demo.handlers.settings
+    public = {i for i, fn in demo.fns.items() if fn.api_name in PUBLIC_API}
+    max_body = 6 * (limits.max_question_chars + limits.max_history_chars) + 65_536  # JSON may escape each character
+    gate = Middleware(Gate, sessions=demo.sessions, public=lambda: public, max_body=max_body)
+    demo.queue(default_concurrency_limit=4, api_open=False).launch(  # api_open: no /run/ask around the queue
         server_name=host or os.environ.get("QA_HOST", "127.0.0.1"),
         server_port=int(port or os.environ.get("QA_PORT", 7860)),
-        share=share, prevent_thread_lock=not block, css=CSS, theme=theme(), max_file_size=f"{2 * MAX_FILE_MB}mb",
-        run_history=False, enable_monitoring=False, footer_links=["api", "gradio"],
+        share=share, prevent_thread_lock=not block, css=CSS, theme=theme(),
+        max_file_size=f"{2 * limits.max_upload_mb}mb",  # larger files are refused by read_upload, naming the limit
+        run_history=False, enable_monitoring=False, footer_links=["api", "gradio"], app_kwargs={"middleware": [gate]},
     )
+    demo.sessions.start(demo)
     return demo
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Start the qa web chat.")
-    parser.add_argument("--host", help="interface to listen on (default $QA_HOST or 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port (default $QA_PORT or 7860)")
-    parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
-    parser.add_argument("--index", metavar="DIR",
-                        help="index directory for the bundled article (default $QA_INDEX_DIR or the user's cache)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    launch(args.host, args.port, args.share, index_dir=args.index)
+    """`python app.py [flags]` is `qa serve [flags]`."""
+    from qa.cli import main as cli
+
+    raise SystemExit(cli(["serve", *(sys.argv[1:] if argv is None else argv)]))
 
 
 if __name__ == "__main__":

@@ -134,10 +134,16 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("dir", metavar="DIR")
     info.set_defaults(run=_info)
 
-    serve = commands.add_parser("serve", help="start the web chat")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=7860)
+    serve = commands.add_parser(
+        "serve", help="start the web chat (and its HTTP API) over the bundled article or an index",
+        description="Start the web chat and its HTTP API (/ask). Limits default to their environment variables, "
+                    "then to the values shown.")
+    serve.add_argument("--host", help="interface to listen on (default $QA_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default $QA_PORT or 7860)")
     serve.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
+    serve.add_argument("--index", metavar="DIR", help="serve the collection `qa index` wrote to DIR "
+                                                      "(default: the bundled article)")
+    _add_limit_flags(serve)
     serve.set_defaults(run=_serve)
 
     from .evaluation import add_eval_commands
@@ -220,10 +226,32 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per serving limit in `Settings` (`LIMIT_ENV`): --max-upload-mb N, ..."""
+    from .config import LIMIT_ENV
+
+    for name, (variable, default, what) in LIMIT_ENV.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, metavar="N", dest=name,
+                            help=f"{what} (${variable}, default {default:,})")
+
+
 def _serve(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .config import LIMIT_ENV, Settings
+
+    flags = {name: getattr(args, name) for name in LIMIT_ENV if getattr(args, name) is not None}
+    try:
+        settings = dataclasses.replace(Settings(), **flags)
+    except ValueError as exc:
+        raise QAError(f"--{str(exc).replace('_', '-')}") from exc
+    if args.index:  # fail before Gradio starts: a missing or damaged index is one line
+        from .index import read_manifest
+
+        read_manifest(args.index)
     from app import launch  # the thin Gradio front end at the project root
 
-    launch(host=args.host, port=args.port, share=args.share)
+    launch(host=args.host, port=args.port, share=args.share, index=args.index, settings=settings)
     return 0
 
 

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .errors import QAError
 from .threads import DEFAULT_INDEX_THREADS, DEFAULT_QUERY_THREADS, env_threads
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -62,6 +63,15 @@ class Settings:
         max_question_chars: longer questions are rejected with a clear error.
         max_history_turns, max_history_chars: the most earlier turns, and characters in them, an API call may
             send (only the last turn is used, but all of it is read).
+        max_upload_mb: the largest file a web visitor may upload, in MB (1 MB = 1,048,576 bytes).
+        max_session_chars: the most characters of text a web session's uploads may hold together.
+        max_session_documents: the most documents a web session may upload.
+        session_linger: seconds a closed browser tab's session (its uploads and their index) is kept
+            before it is freed; a tab that reconnects within that time keeps it.
+        upload_workers: uploads the web app indexes at the same time (each on its own low-priority
+            thread), so a small upload is not stuck behind another visitor's large one.
+        The serving limits above (from `max_question_chars` on) can be set with environment variables
+        named in `LIMIT_ENV` (QA_MAX_UPLOAD_MB, ...) and with `qa serve` flags.
         query_threads: torch CPU threads for embedding one query (default 1, or $QA_QUERY_THREADS,
             or $QA_THREADS); more threads collapse when other processes share the cores (`qa.threads`).
         index_threads: torch CPU threads for embedding a batch of sentences while indexing
@@ -95,9 +105,14 @@ class Settings:
     min_answerable: float | None = None
     min_phrase: float | None = None
     answerable_share: float | None = None
-    max_question_chars: int = 1000
-    max_history_turns: int = 50
-    max_history_chars: int = 100_000
+    max_question_chars: int = field(default_factory=lambda: env_limit("max_question_chars"))
+    max_history_turns: int = field(default_factory=lambda: env_limit("max_history_turns"))
+    max_history_chars: int = field(default_factory=lambda: env_limit("max_history_chars"))
+    max_upload_mb: int = field(default_factory=lambda: env_limit("max_upload_mb"))
+    max_session_chars: int = field(default_factory=lambda: env_limit("max_session_chars"))
+    max_session_documents: int = field(default_factory=lambda: env_limit("max_session_documents"))
+    session_linger: int = field(default_factory=lambda: env_limit("session_linger"))
+    upload_workers: int = field(default_factory=lambda: env_limit("upload_workers"))
     query_threads: int = field(default_factory=lambda: env_threads("QA_QUERY_THREADS", DEFAULT_QUERY_THREADS))
     index_threads: int = field(default_factory=lambda: env_threads("QA_INDEX_THREADS", DEFAULT_INDEX_THREADS))
     query_backend: QueryBackend = field(default_factory=lambda: os.environ.get("QA_QUERY_BACKEND") or "onnx")
@@ -133,3 +148,34 @@ class Settings:
             raise ValueError(f"answerable_share must be in (0, 1) or None, got {self.answerable_share}")
         if self.answer_candidates < 1 or self.max_citations < 1:
             raise ValueError("answer_candidates and max_citations must be >= 1")
+        for name in LIMIT_ENV:
+            value = getattr(self, name)
+            least = 0 if name == "session_linger" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
+
+
+# The serving limits: each `Settings` field, its environment variable and what it limits (README, "Web chat").
+LIMIT_ENV = {  # field: (environment variable, default, what it limits)
+    "max_question_chars": ("QA_MAX_QUESTION_CHARS", 1000, "characters in a question"),
+    "max_history_turns": ("QA_MAX_HISTORY_TURNS", 50, "earlier turns an API call may send"),
+    "max_history_chars": ("QA_MAX_HISTORY_CHARS", 100_000, "characters in those turns"),
+    "max_upload_mb": ("QA_MAX_UPLOAD_MB", 10, "MB in one uploaded file"),
+    "max_session_chars": ("QA_MAX_SESSION_CHARS", 500_000, "characters of a session's uploads together"),
+    "max_session_documents": ("QA_MAX_SESSION_DOCUMENTS", 10, "documents a session may upload"),
+    "session_linger": ("QA_SESSION_LINGER", 120, "seconds a closed tab's session is kept"),
+    "upload_workers": ("QA_UPLOAD_WORKERS", 2, "uploads indexed at the same time"),
+}
+
+
+def env_limit(name: str) -> int:
+    """The limit `name` from its environment variable (`LIMIT_ENV`), else its default; QAError for a bad value."""
+    variable, default, what = LIMIT_ENV[name]
+    value = os.environ.get(variable, "").strip().replace("_", "")
+    if not value:
+        return default
+    least = 0 if name == "session_linger" else 1
+    if not value.isdigit() or int(value) < least:
+        raise QAError(f"{variable}={os.environ[variable]!r}: {what} must be a whole number "
+                      f"of at least {least}")
+    return int(value)

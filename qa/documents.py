@@ -151,8 +151,9 @@ def _decode(name: str, data: bytes) -> str:
                 raise DocumentError(f"{name}: starts with a {encoding.upper()} byte-order mark but is not "
                                     f"{encoding.upper()} text; save it as UTF-8")
             return text
-    if b"\x00" in data[:8192]:
-        raise DocumentError(f"{name}: looks like a binary file, not text")
+    nul = data.find(b"\x00")  # anywhere in the file: text has none, and indexing half a binary is worse than none
+    if nul >= 0:
+        raise DocumentError(f"{name}: looks like a binary file, not text (a NUL byte at byte {nul:,})")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:

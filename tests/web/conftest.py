@@ -29,15 +29,23 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def app_url(retriever) -> Iterator[str]:
+def served(retriever) -> Iterator:
+    """The running app (its `Page`): tests read its sessions and may vary its handlers' limits."""
     import app
 
     port = free_port()
     demo = app.launch(host="127.0.0.1", port=port, retriever=retriever, block=False)
+    demo.url = f"http://127.0.0.1:{port}"
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield demo
     finally:
+        demo.sessions.stop.set()
         demo.close(verbose=False)
+
+
+@pytest.fixture(scope="session")
+def app_url(served) -> str:
+    return served.url
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from gradio_client.exceptions import AppError
+from gradio_client.exceptions import ValidationError
 
 # Gradio's queue analytics use pandas options and keywords that pandas 3 deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
@@ -51,7 +51,7 @@ def test_follow_up_uses_history(client):
     ("why " * 400, "the limit is"),
 ])
 def test_bad_question_gives_clear_error(client, question, expected):
-    with pytest.raises(AppError, match=expected):
+    with pytest.raises(ValidationError, match=expected):  # refused with HTTP 422 before it is queued
         client.predict(question, api_name="/ask")
 
 
@@ -62,16 +62,15 @@ def test_only_ask_is_public(client):
 
 
 def call_over_http(app_url: str, data: list) -> tuple[str, str]:
-    """POST /gradio_api/call/ask as curl would, then read the event stream; (event name, data)."""
-    import json
-    import urllib.request
+    """POST /gradio_api/call/ask as curl would, then read the event stream; (event name, data), or
+    ("HTTP <status>", body) when the POST itself is refused."""
+    import httpx
 
-    request = urllib.request.Request(f"{app_url}/gradio_api/call/ask", data=json.dumps({"data": data}).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-    with urllib.request.urlopen(request, timeout=60) as response:
-        event_id = json.loads(response.read())["event_id"]
-    with urllib.request.urlopen(f"{app_url}/gradio_api/call/ask/{event_id}", timeout=120) as response:
-        stream = response.read().decode()
+    posted = httpx.post(f"{app_url}/gradio_api/call/ask", json={"data": data}, timeout=60)
+    if posted.status_code != 200:
+        return f"HTTP {posted.status_code}", posted.text
+    event_id = posted.json()["event_id"]
+    stream = httpx.get(f"{app_url}/gradio_api/call/ask/{event_id}", timeout=120).text
     events = [line.split(": ", 1)[1] for line in stream.splitlines() if line.startswith("event: ")]
     payloads = [line.split(": ", 1)[1] for line in stream.splitlines() if line.startswith("data: ")]
     return events[-1], payloads[-1]
@@ -87,21 +86,36 @@ def test_plain_http_call_with_only_the_question(app_url, capfd):
     assert "Traceback" not in capfd.readouterr().err
 
 
-@pytest.mark.parametrize(("data", "expected"), [
-    ([TROOPS, [["only one element"]]], "history must be a list of \\[question, answer\\] pairs"),
-    ([TROOPS, "not a list"], "history must be a list"),
-    ([TROOPS, [["q", 5]]], "history must be a list"),
-    ([], "question must be text"),
-    ([None], "question must be text"),
-    ([42], "the question must be text"),
-    ([[TROOPS]], "the question must be text"),
-    ([TROOPS, None, "extra"], "takes the question and, optionally, the history"),
-    ([TROOPS, [["q", "a"]] * 51], "the limit is 50"),
+@pytest.mark.parametrize(("data", "status", "expected"), [
+    ([TROOPS, [["only one element"]]], 422, "history must be a list of \\[question, answer\\] pairs"),
+    ([TROOPS, "not a list"], 422, "history must be a list"),
+    ([TROOPS, [["q", 5]]], 422, "history must be a list"),
+    ([], 422, "question must be text"),
+    ([None], 422, "question must be text"),
+    ([42], 422, "the question must be text, got 42"),
+    ([[TROOPS]], 422, "the question must be text"),
+    (["   "], 422, "the question is empty"),
+    (["why " * 300], 422, "the question has 1,200 characters; the limit is 1,000"),
+    ([TROOPS, None, "extra"], 400, "takes the question and, optionally, the history: 3 values"),
+    ([TROOPS, [["q", "a"]] * 51], 422, "history has 51 turns; the limit is 50"),
+    ([TROOPS, [["q" * 60_000, "a" * 60_000]]], 422, "history has 120,000 characters; the limit is 100,000"),
 ])
-def test_plain_http_call_with_bad_input_gets_a_clear_message(app_url, capfd, data, expected):
+def test_plain_http_call_with_bad_input_gets_a_4xx_and_one_line_of_json(app_url, capfd, data, status, expected):
+    import json
     import re
 
-    event, message = call_over_http(app_url, data)
-    assert event == "error"
-    assert re.search(expected, message), message
+    event, body = call_over_http(app_url, data)
+    assert event == f"HTTP {status}", body
+    assert "\n" not in body.strip()
+    detail = json.loads(body)["detail"]
+    messages = [d["message"] for d in detail if not d["is_valid"]] if isinstance(detail, list) else [detail]
+    assert any(re.search(expected, m) for m in messages), messages
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_huge_body_is_refused_before_it_is_read(app_url):
+    import httpx
+
+    posted = httpx.post(f"{app_url}/gradio_api/call/ask", json={"data": [TROOPS, [["q" * 2_000_000, "a"]]]})
+    assert posted.status_code == 413
+    assert "the request is over" in posted.json()["detail"]
