@@ -1,6 +1,6 @@
-"""Web chat over the bundled article and the visitor's own uploads (Gradio).
+"""Web chat over the bundled article or a `qa index` collection, and the visitor's own uploads (Gradio).
 
-    python app.py [--host 127.0.0.1] [--port 7860] [--share] [--index DIR]    # or: qa serve
+    python app.py [--index DIR] [--host 127.0.0.1] [--port 7860] [--share] [--max-upload-mb N ...]  # = qa serve
 
 This module only wires Gradio to `qa`: the retriever is loaded once, each user
 action has one handler (`Handlers`), and every `QAError` becomes a message the
@@ -13,6 +13,11 @@ Everything shown from a document or a question is HTML-escaped first.
 Questions and indexing run in separate concurrency groups, each in Gradio's
 worker threads with torch on one thread (`qa.threads`), so one visitor's
 large upload does not hold up other visitors' questions.
+
+Serving (`Gate`, `Sessions`): only /ask can be called by name; the page's own
+events answer only an open page; a closed page's session is freed after
+`Settings.session_linger` seconds and an /ask call's at once. Limits come
+from `Settings` (flags of `qa serve`, or QA_MAX_UPLOAD_MB and the rest).
 """
 
 from __future__ import annotations

@@ -419,3 +419,34 @@ def test_index_errors_leave_no_partial_index(case: str, tmp_path: Path) -> None:
     assert name in lines[0]
     left = [p.name for p in out_parent.iterdir() if not p.name.endswith(".lock")]
     assert left == [], "no index, no temporary directory"
+
+
+def test_serve_limits_come_from_flags_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import app
+
+    launched = {}
+    monkeypatch.setattr(app, "launch", lambda **kwargs: launched.update(kwargs))  # no server: only what it gets
+    monkeypatch.setenv("QA_MAX_UPLOAD_MB", "3")
+    monkeypatch.setenv("QA_MAX_HISTORY_TURNS", "7")
+    assert main(["serve", "--max-upload-mb", "5", "--max-session-documents", "4", "--session-linger", "0"]) == 0
+    settings = launched["settings"]
+    assert (settings.max_upload_mb, settings.max_session_documents, settings.session_linger) == (5, 4, 0)
+    assert settings.max_history_turns == 7  # from the environment
+    assert settings.max_question_chars == 1000 and settings.max_session_chars == 500_000  # defaults
+
+
+@pytest.mark.parametrize(("argv", "env", "expected"), [
+    (["serve", "--max-upload-mb", "0"], {}, "qa: error: --max-upload-mb must be a whole number >= 1, got 0"),
+    (["serve"], {"QA_MAX_SESSION_CHARS": "lots"},
+     "qa: error: QA_MAX_SESSION_CHARS='lots': characters of a session's uploads together must be a whole number"),
+    (["serve", "--index", "no-such-index"], {}, "qa: error: no index at no-such-index"),
+])
+def test_serve_refuses_bad_limits_and_missing_indexes_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, argv, env, expected
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code, out, err = run(capsys, *argv)
+    assert code == 1 and out == ""
+    assert err.startswith(expected) and err.count("\n") == 1, err

@@ -333,6 +333,14 @@ def test_unreadable_content_names_the_file(tmp_path: Path, name: str, data: byte
     assert name in str(caught.value)
 
 
+def test_a_nul_byte_anywhere_marks_a_binary_file(tmp_path: Path) -> None:
+    text = b"Plain notes about the okapi. " * 5000  # 145,000 bytes of text, then one NUL far past the first 8 KB
+    path = write(tmp_path / "notes.txt", text + b"\x00" + text)
+    with pytest.raises(DocumentError, match=r"notes.txt: looks like a binary file, not text \(a NUL byte at byte "
+                                            r"145,000\)"):
+        Document.from_path(path)
+
+
 def test_missing_file_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(DocumentError, match="cannot read") as caught:
         Document.from_path(tmp_path / "missing-notes.txt")

@@ -205,19 +205,20 @@ def test_choose_remove_and_reset_documents(page, tmp_path):
     expect(last_answer(page)).to_contain_text("fifty")
 
 
-def test_upload_limits_are_explained(page, tmp_path, monkeypatch):
-    import app  # the module the running server uses: its limits are read on each upload
+def test_upload_limits_are_explained(page, tmp_path, monkeypatch, served):
+    import dataclasses
 
-    monkeypatch.setattr(app, "MAX_UPLOADS", 2)
-    monkeypatch.setattr(app, "MAX_FILE_MB", 0.001)  # about 1 kB
-    monkeypatch.setattr(app, "MAX_UPLOAD_CHARS", 300)
-    files = {"huge.txt": "Many words here. " * 100, "zebra-notes.txt": ZEBRA_NOTES, "copy.txt": ZEBRA_NOTES,
+    # the running server's limits (Settings: qa serve --max-session-documents ... or QA_MAX_UPLOAD_MB ...)
+    monkeypatch.setattr(served.handlers, "settings", dataclasses.replace(
+        served.handlers.settings, max_session_documents=2, max_upload_mb=1, max_session_chars=300))
+    files = {"huge.txt": "Many words here. " * 70_000, "zebra-notes.txt": ZEBRA_NOTES, "copy.txt": ZEBRA_NOTES,
              "tiny.txt": "A tiny note.", "extra.txt": "One more note."}
     upload(page, *(write(tmp_path, name, text) for name, text in files.items()))
     status = page.locator("#qa-status")
     expect(status).to_contain_text("Uploads: 2 of 2", timeout=SLOW)
-    expect(status).to_contain_text("huge.txt: the file is larger than 0.001 MB")
-    expect(status).to_contain_text("copy.txt: 217 characters would take this session's uploads over 300")
+    expect(status).to_contain_text("huge.txt: 1.1 MB is over the 1 MB limit for one file")
+    expect(status).to_contain_text("copy.txt: 217 characters of text, over the 300 characters a session's uploads "
+                                   "may hold together; 217 are taken, remove a document first")
     expect(status).to_contain_text("extra.txt: not added, a session holds at most 2 uploaded documents")
     expect(page.locator("#qa-docs")).to_contain_text("tiny")
     ask(page, ZEBRAS)

@@ -100,3 +100,28 @@ def test_clearing_the_chat_drops_the_answer_on_its_way_and_the_waiting_questions
     for _ in answering:
         pass
     assert session.turns == [] and not session.questions.waiting and not session.questions.busy
+
+
+def test_a_9_mb_upload_is_told_the_limit_it_hit(tmp_path):
+    from qa import Settings
+
+    big = tmp_path / "big.txt"
+    big.write_text("The okapi eats leaves. " * (9 * 1024 * 1024 // 23))  # 9 MB: under the 10 MB file limit
+    with pytest.raises(QAError, match=r"big.txt: 9,437,\d{3} characters of text, over the 500,000 characters a "
+                                      r"session's uploads may hold together$"):
+        app.read_upload(str(big), taken=set(), chars=0, count=0, settings=Settings())
+    with pytest.raises(QAError, match=r"big.txt: 9.0 MB is over the 8 MB limit for one file"):
+        app.read_upload(str(big), taken=set(), chars=0, count=0, settings=Settings(max_upload_mb=8))
+
+
+def test_upload_limits_come_from_settings(tmp_path):
+    from qa import Settings
+
+    note = tmp_path / "note.txt"
+    note.write_text("The okapi eats leaves.")
+    limits = Settings(max_session_documents=3, max_session_chars=30)
+    assert app.read_upload(str(note), taken={"note"}, chars=8, count=2, settings=limits).doc_id == "note-2"
+    with pytest.raises(QAError, match="a session holds at most 3 uploaded documents"):
+        app.read_upload(str(note), taken=set(), chars=0, count=3, settings=limits)
+    with pytest.raises(QAError, match="over the 30 characters a session's uploads may hold together; 9 are taken"):
+        app.read_upload(str(note), taken=set(), chars=9, count=0, settings=limits)

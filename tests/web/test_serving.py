@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
-
 from http_page import HttpPage
 
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
@@ -77,8 +77,9 @@ def test_api_calls_leave_no_session_behind(served):
 @pytest.fixture(scope="module")
 def lingering(retriever, tmp_path_factory):
     """A second server whose closed pages are freed one second after they close."""
-    import app
     from conftest import free_port
+
+    import app
     from qa import Settings
 
     port = free_port()
@@ -114,14 +115,14 @@ def test_uploaded_files_leave_no_temporary_file(lingering):
     from gradio.utils import get_upload_folder
 
     folder = get_upload_folder()
-    before = {p for p in __import__("pathlib").Path(folder).rglob("*") if p.is_file()}
+    before = {p for p in Path(folder).rglob("*") if p.is_file()}
     page = HttpPage(lingering.url)
     try:
         for n in range(3):
             assert page.upload({f"note{n}.txt": f"Note {n}: the okapi eats leaves."})["success"]
     finally:
         page.close()
-    after = {p for p in __import__("pathlib").Path(folder).rglob("*") if p.is_file()}
+    after = {p for p in Path(folder).rglob("*") if p.is_file()}
     assert after - before == set(), sorted(str(p) for p in after - before)
 
 
@@ -150,3 +151,57 @@ def test_a_small_upload_is_not_stuck_behind_another_visitors_large_one(app_url):
     assert "large" in finished, "the large upload did not finish"
     print(f"large upload {finished['large'] - started:.1f} s; small one {finished['small'] - small_started:.1f} s")
     assert finished["small"] < finished["large"]
+
+
+@pytest.fixture(scope="module")
+def collection_server(tmp_path_factory):
+    """`qa serve --index DIR` over a folder indexed with `qa index` (the real CLI, model and FAISS)."""
+    import app
+    from conftest import free_port
+
+    from qa.cli import main
+
+    folder = tmp_path_factory.mktemp("notes")
+    (folder / "garden").mkdir()
+    (folder / "garden" / "tomatoes.md").write_text(
+        "# Tomatoes\n\nThe tomatoes are watered every morning at six.\n\nBlight struck the north bed last year.\n")
+    (folder / "bikes.txt").write_text("The road bike tyres are pumped to 90 psi before every long ride.\n")
+    index = tmp_path_factory.mktemp("served") / "notes"
+    assert main(["index", str(folder), "--out", str(index)]) == 0
+    port = free_port()
+    demo = app.launch(host="127.0.0.1", port=port, index=index, block=False)
+    demo.url, demo.folder = f"http://127.0.0.1:{port}", folder
+    yield demo
+    demo.sessions.stop.set()
+    demo.close(verbose=False)
+
+
+def answer_over_http(url: str, question: str) -> dict:
+    posted = httpx.post(f"{url}/gradio_api/call/ask", json={"data": [question]}, timeout=60)
+    stream = httpx.get(f"{url}/gradio_api/call/ask/{posted.json()['event_id']}", timeout=120).text
+    return json.loads([line[6:] for line in stream.splitlines() if line.startswith("data: ")][-1])[0]
+
+
+def test_serve_index_answers_over_the_collection_with_ids_and_paths(collection_server):
+    result = answer_over_http(collection_server.url, "When are the tomatoes watered?")
+    assert result["found"] is True and "six" in result["answer"]
+    first = result["citations"][0]
+    tomatoes = collection_server.handlers.base.document(first["doc_id"])
+    assert tomatoes.path == str(collection_server.folder / "garden" / "tomatoes.md")
+
+    page = HttpPage(collection_server.url)
+    try:
+        asked = page.send("respond", ["When are the tomatoes watered?", None])
+        sources = next(v for v in asked["output"]["data"] if isinstance(v, str) and "qa-source" in v)
+        assert f'<span class="qa-doc-id">{first["doc_id"]}</span>' in sources
+        assert f'<span class="qa-path">{tomatoes.path}</span>' in sources
+        # the visitor's upload sits on top of the collection, for this visitor only
+        added = page.upload({"okapi.txt": "The okapi lives in the Ituri forest. It eats leaves and fruit."})
+        assert "Added okapi" in json.dumps(added["output"])
+        asked = page.send("respond", ["Where does the okapi live?", None])
+        assert "Ituri" in json.dumps(asked["output"])
+        asked = page.send("respond", ["How hard are the road bike tyres pumped?", None])
+        assert "90 psi" in json.dumps(asked["output"])
+    finally:
+        page.close()
+    assert answer_over_http(collection_server.url, "Where does the okapi live?")["found"] is False

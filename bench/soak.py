@@ -1,0 +1,211 @@
+"""Does the web app's memory stay flat under many API calls, uploads and closed tabs?
+
+    .venv/bin/python bench/soak.py                     # at most about 3 minutes (--seconds 150 of load)
+    .venv/bin/python bench/soak.py --seconds 1200 --rounds 8   # longer
+
+Starts `qa serve` on a free loopback port (its own Gradio temp folder, closed tabs freed after
+--linger seconds), warms it up, then runs rounds of: /ask calls over plain HTTP (the two-step call:
+POST, then read the event stream), malformed /ask calls (refused before any work), and browser tabs
+as the server sees them (a heartbeat stream, an upload of a small file through /gradio_api/upload
+and the page's upload event, a question through the chat's own event, then the tab closes). After each
+round it waits for the closed tabs to be freed and reads the server's resident memory (VmRSS). Prints
+one Markdown table; target: RSS after every round within 10% of RSS after the warm-up, and no file
+left in the temp folder. The load stops at --seconds (rounds then hold what was done), so a busy
+machine runs fewer calls, not longer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = 0.10
+QUESTIONS = ["What did CNN report about troop numbers?", "Who is Khalifa Haftar?",
+             "Where would the US reopen its embassy?", "What security threats does Libya pose to southern Europe?"]
+BAD = [[42], [], ["   "], ["q", None, "extra"], ["q", [["only one"]]], ["why " * 400], [["a list"]]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def ask(http: httpx.Client, url: str, data: list) -> int:
+    posted = http.post(f"{url}/gradio_api/call/ask", json={"data": data})
+    if posted.status_code == 200:
+        stream = http.get(f"{url}/gradio_api/call/ask/{posted.json()['event_id']}").text
+        if "event: complete" not in stream:
+            raise RuntimeError(f"/ask failed: {stream[:200]}")
+    return posted.status_code
+
+
+class Tab:
+    """A browser tab as the server sees it: a heartbeat stream, events through /gradio_api/queue/join."""
+
+    def __init__(self, url: str, http: httpx.Client, fns: dict) -> None:
+        self.url, self.http, self.fns, self.session = url, http, fns, uuid.uuid4().hex[:11]
+        self.connected, self.stream = threading.Event(), None
+        self.beat = threading.Thread(target=self._heartbeat, daemon=True)
+        self.beat.start()
+        self.connected.wait(30)
+
+    def _heartbeat(self) -> None:
+        try:
+            with httpx.stream("GET", f"{self.url}/gradio_api/heartbeat/{self.session}", timeout=None) as stream:
+                self.stream = stream
+                for _ in stream.iter_lines():
+                    self.connected.set()
+        except (httpx.HTTPError, RuntimeError, AttributeError):
+            pass
+
+    def send(self, name: str, data: list) -> None:
+        fn_index, trigger = self.fns[name]
+        posted = self.http.post(f"{self.url}/gradio_api/queue/join", json={
+            "data": data, "fn_index": fn_index, "session_hash": self.session, "event_data": None,
+            "trigger_id": trigger})
+        posted.raise_for_status()
+        event_id = posted.json()["event_id"]
+        with self.http.stream("GET", f"{self.url}/gradio_api/queue/data", params={"session_hash": self.session}) as s:
+            for line in s.iter_lines():
+                if line.startswith("data: "):
+                    message = json.loads(line[6:])
+                    if message.get("msg") == "process_completed" and message.get("event_id") == event_id:
+                        if not message.get("success"):
+                            raise RuntimeError(f"{name} failed: {message}")
+                        return
+        raise RuntimeError(f"{name}: no result")
+
+    def visit(self, n: int) -> None:
+        text = f"Visitor {n} notes. The okapi {n} lives in the Ituri forest. It eats leaves, fruit and fungi.\n" * 3
+        paths = self.http.post(f"{self.url}/gradio_api/upload", files=[("files", (f"notes-{n}.txt", text.encode()))])
+        file = {"path": paths.json()[0], "orig_name": f"notes-{n}.txt", "meta": {"_type": "gradio.FileData"}}
+        self.send("upload", [[file], None])
+        self.send("respond", [f"Where does okapi {n} live?", None])
+        if self.stream is not None:
+            self.stream.close()  # the tab closes
+        self.beat.join(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--asks", type=int, default=300, help="/ask calls per round (default 300)")
+    parser.add_argument("--bad", type=int, default=1000, help="malformed /ask calls per round (default 1000)")
+    parser.add_argument("--pages", type=int, default=50, help="tabs that upload, ask and close, per round")
+    parser.add_argument("--seconds", type=float, default=150, help="stop sending work after this long (150)")
+    parser.add_argument("--linger", type=int, default=5, help="seconds a closed tab is kept (the server's "
+                                                              "--session-linger; default 5)")
+    parser.add_argument("--clients", type=int, default=2, help="callers at a time of each kind (default 2)")
+    args = parser.parse_args()
+
+    port, url = free_port(), None
+    temp = Path(tempfile.mkdtemp(prefix="qa-soak-"))
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(temp / "gradio"), "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen([sys.executable, "-m", "qa.cli", "serve", "--port", str(port),
+                               "--session-linger", str(args.linger)], cwd=temp, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    http = httpx.Client(timeout=300)
+    try:
+        for _ in range(600):
+            try:
+                if http.get(f"{url}/config").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        config = http.get(f"{url}/config").json()
+        fns = {d["api_name"]: (d["id"], d["targets"][0][0] if d["targets"] else None)
+               for d in config["dependencies"] if d.get("api_name")}
+        started = time.monotonic()
+        totals = {"asks": 0, "bad": 0, "pages": 0}
+        rows = []
+
+        deadline = started + args.seconds
+        spent = {"asks": 0.0, "bad": 0.0, "pages": 0.0}
+        lock = threading.Lock()
+
+        def work(asks: int, bad: int, pages: int) -> None:
+            """Each kind of call from its own `--clients` callers, so cheap calls are not held up by slow ones."""
+            first_page = totals["pages"]
+
+            def run(job: tuple[str, int]) -> None:
+                kind, i = job
+                if time.monotonic() > deadline:
+                    return
+                began = time.monotonic()
+                if kind == "asks":
+                    assert ask(http, url, [QUESTIONS[i % len(QUESTIONS)]]) == 200
+                elif kind == "bad":
+                    assert 400 <= ask(http, url, BAD[i % len(BAD)]) < 500
+                else:
+                    Tab(url, http, fns).visit(first_page + i)
+                with lock:
+                    totals[kind] += 1
+                    spent[kind] += time.monotonic() - began
+
+            pools = [ThreadPoolExecutor(args.clients) for _ in range(3)]
+            futures = [pool.submit(run, (kind, i)) for pool, (kind, count) in
+                       zip(pools, (("asks", asks), ("bad", bad), ("pages", pages)), strict=True) for i in range(count)]
+            for future in futures:
+                future.result()
+            for pool in pools:
+                pool.shutdown()
+
+        def settle() -> float:
+            time.sleep(args.linger + 3)  # closed tabs are freed `linger` seconds after closing
+            return rss_mb(server.pid)
+
+        start_rss = rss_mb(server.pid)
+        work(max(20, args.asks // 5), max(20, args.bad // 5), max(5, args.pages // 5))
+        base = settle()
+        rows.append(("after warm-up", dict(totals), base))
+        for r in range(args.rounds):
+            work(args.asks, args.bad, args.pages)
+            rows.append((f"after round {r + 1}", dict(totals), settle()))
+        elapsed = time.monotonic() - started - (args.rounds + 1) * (args.linger + 3)
+        left = [p for p in (temp / "gradio").rglob("*") if p.is_file()] if (temp / "gradio").exists() else []
+    finally:
+        server.terminate()
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        http.close()
+
+    worst = max(abs(rss - base) / base for _, _, rss in rows)
+    print(f"\nSoak of `qa serve` on loopback, {os.cpu_count()} CPUs, {args.clients} callers of each kind, closed tabs "
+          f"freed after {args.linger} s; RSS at start {start_rss:.0f} MB; {elapsed:.0f} s of load. Mean seconds "
+          f"per call: /ask {spent['asks'] / max(1, totals['asks']):.2f}, malformed "
+          f"{spent['bad'] / max(1, totals['bad']):.3f}, tab {spent['pages'] / max(1, totals['pages']):.2f}.\n")
+    print("| after | /ask calls | malformed /ask | tabs (upload, question, close) | RSS (MB) | vs warm-up |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, counts, rss in rows:
+        print(f"| {name} | {counts['asks']:,} | {counts['bad']:,} | {counts['pages']:,} | {rss:.0f} | "
+              f"{(rss - base) / base:+.1%} |")
+    print(f"\nLargest change from the warm-up: {worst:.1%} (target within {TARGET:.0%}): "
+          f"{'met' if worst <= TARGET else 'NOT met'}. Files left in Gradio's temp folder: {len(left)}.")
+
+
+if __name__ == "__main__":
+    main()
