@@ -354,6 +354,17 @@ def sources_html(turn: int, answer: Answer, corpus: Retriever) -> str:
 
 WORKING = '<span class="qa-working">Looking in the documents…</span>'
 WAITING = '<span class="qa-waiting">Waiting: answered after the question above.</span>'
+
+
+def served_name(base: Retriever) -> str:
+    """What the server serves, in words: the bundled article, or a collection (`qa serve --index`)."""
+    from qa.documents import BUNDLED_ARTICLE
+
+    if [d.doc_id for d in base.documents] == [Path(BUNDLED_ARTICLE).stem]:
+        return "the bundled article"
+    return f"the served documents ({len(base.documents):,})"
+
+
 NO_SOURCES = '<p class="qa-empty">Ask a question: the sentences that support the answer appear here.</p>'
 
 
@@ -742,7 +753,7 @@ class Handlers:
         fresh = Session.start(self.base)
         if session:
             fresh.turns, fresh.questions = session.turns, session.questions
-        return self.controls(fresh, "Back to the bundled article only.")
+        return self.controls(fresh, f"Back to {served_name(self.base)} only.")
 
 
 # -- the page: each part built and wired on its own ----------------------------------------------------------
@@ -830,7 +841,7 @@ def documents_panel(handlers: Handlers) -> DocumentsPanel:
         with gr.Row():
             removable = gr.Dropdown(label="Uploaded documents", choices=[], elem_id="qa-remove-choice", scale=3)
             remove = gr.Button("Remove", elem_id="qa-remove", scale=1, size="sm")
-            reset = gr.Button("Reset to the bundled article", elem_id="qa-reset", scale=1, size="sm")
+            reset = gr.Button(f"Reset to {served_name(base)}", elem_id="qa-reset", scale=1, size="sm")
     return DocumentsPanel(docs, files, status, removable, remove, reset)
 
 
@@ -945,8 +956,13 @@ class Sessions:
                 dropped += 1
         # Gradio's queue keeps an empty set and a message queue for every session that ever sent an event
         # (an /ask call over plain HTTP is a session of its own): dropped once nothing is pending.
+        # A caller that posts and never reads its result leaves ids behind: dropped once Gradio has finished
+        # the events and let their message queue go (it keeps the 2,000 latest).
         for session in list(queue.pending_event_ids_session):
-            if not self.is_open(session) and not queue.pending_event_ids_session.get(session, True):
+            ids = queue.pending_event_ids_session.get(session, {""})
+            if self.is_open(session) or any(i in queue.event_ids_to_events for i in ids):
+                continue
+            if not ids or session not in queue.pending_messages_per_session:
                 queue.pending_event_ids_session.pop(session, None)
                 queue.pending_messages_per_session.pop(session, None)
         with self.lock:  # pages that closed without ever holding state

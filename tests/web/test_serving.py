@@ -205,3 +205,10 @@ def test_serve_index_answers_over_the_collection_with_ids_and_paths(collection_s
     finally:
         page.close()
     assert answer_over_http(collection_server.url, "Where does the okapi live?")["found"] is False
+    assert app_module().served_name(collection_server.handlers.base) == "the served documents (2)"
+
+
+def app_module():
+    import app
+
+    return app
