@@ -95,7 +95,7 @@ def test_plain_http_call_with_only_the_question(app_url, capfd):
     ([42], 422, "the question must be text, got 42"),
     ([[TROOPS]], 422, "the question must be text"),
     (["   "], 422, "the question is empty"),
-    (["why " * 300], 422, "the question has 1,200 characters; the limit is 1,000"),
+    (["why " * 300], 422, "the question has 1,199 characters; the limit is 1,000"),
     ([TROOPS, None, "extra"], 400, "takes the question and, optionally, the history: 3 values"),
     ([TROOPS, [["q", "a"]] * 51], 422, "history has 51 turns; the limit is 50"),
     ([TROOPS, [["q" * 60_000, "a" * 60_000]]], 422, "history has 120,000 characters; the limit is 100,000"),
