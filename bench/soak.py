@@ -101,7 +101,8 @@ class Tab:
         paths = self.http.post(f"{self.url}/gradio_api/upload", files=[("files", (f"notes-{n}.txt", text.encode()))])
         file = {"path": paths.json()[0], "orig_name": f"notes-{n}.txt", "meta": {"_type": "gradio.FileData"}}
         self.send("upload", [[file], None])
-        self.send("respond", [f"Where does okapi {n} live?", None])
+        self.send("take", [f"Where does okapi {n} live?", None])  # the chat takes the question,
+        self.send("respond", [None])  # then answers the session's questions
         if self.stream is not None:
             self.stream.close()  # the tab closes
         self.beat.join(10)

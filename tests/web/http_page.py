@@ -52,6 +52,12 @@ class HttpPage:
                         return message
         raise AssertionError(f"{name}: the event stream ended without a result")
 
+    def ask(self, question: str) -> dict:
+        """Ask in the chat as the page does: the question is taken, then the session's questions answered."""
+        taken = self.send("take", [question, None])
+        assert taken.get("success"), taken
+        return self.send("respond", [None])
+
     def upload(self, files: dict[str, str | bytes]) -> dict:
         """Upload files as the page does (POST /gradio_api/upload, then the upload event); the event's result."""
         parts = [("files", (name, text.encode() if isinstance(text, str) else text)) for name, text in files.items()]

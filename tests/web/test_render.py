@@ -94,8 +94,9 @@ def test_uploaded_documents_are_named_by_their_file_and_copies_are_named(retriev
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "zebra-notes.txt").write_text(notes)
-    first = Document.from_path(tmp_path / "a" / "zebra-notes.txt")
-    copy = Document.from_path(tmp_path / "b" / "zebra-notes.txt", doc_id="zebra-notes-2")
+    # read as the app reads uploads: each keeps its file's name, not where it lay on the server
+    first = app.read_upload(str(tmp_path / "a" / "zebra-notes.txt"), taken=set(), chars=0, count=0)
+    copy = app.read_upload(str(tmp_path / "b" / "zebra-notes.txt"), taken={"zebra-notes"}, chars=0, count=1)
     corpus = retriever.extend([first, copy])
     sentence = "The herd of Okavango zebras migrated exactly 412 kilometres in the spring of 2021."
     article = retriever.documents[0]

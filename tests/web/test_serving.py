@@ -12,7 +12,7 @@ import pytest
 from http_page import HttpPage
 
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
-UI_EVENTS = ("respond", "upload", "clear", "choose", "remove", "reset", "show_turn")
+UI_EVENTS = ("take", "respond", "upload", "clear", "choose", "remove", "reset", "show_turn")
 TROOPS = "How many troops would the new US policy send to Libya?"
 
 
@@ -156,9 +156,9 @@ def test_a_small_upload_is_not_stuck_behind_another_visitors_large_one(app_url):
 @pytest.fixture(scope="module")
 def collection_server(tmp_path_factory):
     """`qa serve --index DIR` over a folder indexed with `qa index` (the real CLI, model and FAISS)."""
-    import app
     from conftest import free_port
 
+    import app
     from qa.cli import main
 
     folder = tmp_path_factory.mktemp("notes")
@@ -191,16 +191,16 @@ def test_serve_index_answers_over_the_collection_with_ids_and_paths(collection_s
 
     page = HttpPage(collection_server.url)
     try:
-        asked = page.send("respond", ["When are the tomatoes watered?", None])
+        asked = page.ask("When are the tomatoes watered?")
         sources = next(v for v in asked["output"]["data"] if isinstance(v, str) and "qa-source" in v)
         assert f'<span class="qa-doc-id">{first["doc_id"]}</span>' in sources
         assert f'<span class="qa-path">{tomatoes.path}</span>' in sources
         # the visitor's upload sits on top of the collection, for this visitor only
         added = page.upload({"okapi.txt": "The okapi lives in the Ituri forest. It eats leaves and fruit."})
         assert "Added okapi" in json.dumps(added["output"])
-        asked = page.send("respond", ["Where does the okapi live?", None])
+        asked = page.ask("Where does the okapi live?")
         assert "Ituri" in json.dumps(asked["output"])
-        asked = page.send("respond", ["How hard are the road bike tyres pumped?", None])
+        asked = page.ask("How hard are the road bike tyres pumped?")
         assert "90 psi" in json.dumps(asked["output"])
     finally:
         page.close()
