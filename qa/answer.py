@@ -101,6 +101,10 @@ class Answer:
         follow_up: whether the previous turn was used (the question leans on it).
         answerable: the ranker's calibrated probability that the documents answer the question; the
             assistant refuses below the model's threshold (`Settings.min_answerable` overrides it).
+        mode: "extractive" (the document's sentences) or "generated" (written by a language model from the
+            citations, every sentence checked: `qa.generation`).
+        written: when generated, each written sentence with its citations and support score.
+        notice: one line on how the answer was made when it matters (sentences dropped, the model failed).
     """
 
     question: str
@@ -113,6 +117,9 @@ class Answer:
     phrase: Phrase | None = None
     follow_up: bool = False
     answerable: float = 0.0
+    mode: str = "extractive"
+    written: tuple[Any, ...] = ()  # qa.generation.WrittenSentence
+    notice: str = ""
 
 
 def answer_dict(answer: Answer) -> dict[str, Any]:
@@ -126,6 +133,8 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
         "citations": [{"n": c.n, "doc_id": c.doc_id, "title": c.title, "start": c.start, "end": c.end,
                        "text": c.text, "score": c.score, "context_start": c.context_start,
                        "context_end": c.context_end, "also_in": list(c.also_in)} for c in answer.citations],
+        "mode": answer.mode, "notice": answer.notice,
+        "written": [{"text": w.text, "citations": list(w.citations), "support": w.support} for w in answer.written],
     }
 
 

@@ -9,6 +9,7 @@ goes away early (`qa search ... | head`), `qa` stops quietly with status
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -104,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--history", metavar="FILE", help="JSON list of [question, answer] pairs, oldest first")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
     ask.add_argument("--where", action="append", metavar="ID_OR_PATH", help=WHERE_HELP)
+    _llm_arguments(ask)
     ask.set_defaults(run=_ask)
 
     search = commands.add_parser("search", help="show the best matching passages")
@@ -144,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--index", metavar="DIR", help="serve the collection `qa index` wrote to DIR "
                                                       "(default: the bundled article)")
     _add_limit_flags(serve)
+    _llm_arguments(serve)
     serve.set_defaults(run=_serve)
 
     from .evaluation import add_eval_commands
@@ -152,6 +155,24 @@ def _parser() -> argparse.ArgumentParser:
     add_eval_commands(commands)
     add_train_command(commands)
     return parser
+
+
+def _llm_arguments(command: argparse.ArgumentParser) -> None:
+    """Flags naming the language model that writes answers (README, "Written answers"); each defaults to its
+    environment variable."""
+    group = command.add_argument_group("written answers (optional, pip install -e '.[llm]')")
+    group.add_argument("--llm-url", metavar="URL", help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 "
+                                                        "for Ollama (default $QA_LLM_URL)")
+    group.add_argument("--llm-model", metavar="NAME", help="model at that endpoint (default $QA_LLM_MODEL)")
+    group.add_argument("--llm-key", metavar="KEY", help="API key, if the endpoint needs one (default $QA_LLM_KEY)")
+    group.add_argument("--llm-gguf", metavar="FILE", help="a GGUF file run in-process instead (default $QA_LLM_GGUF)")
+
+
+def _llm_settings(args: argparse.Namespace) -> Any:
+    from .config import Settings
+    from .generation import with_llm
+
+    return with_llm(Settings(), url=args.llm_url, model=args.llm_model, key=args.llm_key, gguf=args.llm_gguf)
 
 
 def _retriever(index: str | None) -> Any:
@@ -168,10 +189,26 @@ def _ask(args: argparse.Namespace) -> int:
 
     check_question(args.question, Settings())  # fail fast, before loading a model
     history = _read_history(args.history) if args.history else []
-    answer = Assistant(_retriever(args.index)).ask(args.question, history=history, where=args.where)
+    settings = _llm_settings(args)
+    if settings.llm_url or settings.llm_gguf:
+        from .generation import Writer
+
+        retriever = _retriever(args.index)
+        writer = Writer(retriever, settings=dataclasses.replace(retriever.settings, **_llm_fields(settings)))
+        live = not args.json and sys.stderr.isatty()  # the model's words as they come, then the checked answer
+        answer = writer.ask(args.question, history=history, where=args.where,
+                            on_token=(lambda token: print(token, end="", file=sys.stderr, flush=True)) if live else None)
+        if live:
+            print(file=sys.stderr)
+    else:
+        answer = Assistant(_retriever(args.index)).ask(args.question, history=history, where=args.where)
     if args.json:
         _print_json(answer_dict(answer))
         return 0
+    if answer.notice:
+        print(f"Note: {answer.notice}", file=sys.stderr)
+    if answer.mode == "generated":
+        print("Written by the language model; each sentence checked against the source it cites:")
     if answer.phrase is not None:
         print(f"Short answer: {' '.join(answer.phrase.text.split())}")
     print(answer.text)
@@ -235,6 +272,10 @@ def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
                             help=f"{what} (${variable}, default {default:,})")
 
 
+def _llm_fields(settings: Any) -> dict[str, Any]:
+    return {name: getattr(settings, name) for name in ("llm_url", "llm_model", "llm_key", "llm_gguf")}
+
+
 def _serve(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -250,6 +291,12 @@ def _serve(args: argparse.Namespace) -> int:
 
         read_manifest(args.index)
     from app import launch  # the thin Gradio front end at the project root
+
+    # The app reads the model from the environment, as `python app.py` does.
+    for name, value in zip(("QA_LLM_URL", "QA_LLM_MODEL", "QA_LLM_KEY", "QA_LLM_GGUF"),
+                           (args.llm_url, args.llm_model, args.llm_key, args.llm_gguf), strict=True):
+        if value:
+            os.environ[name] = value
 
     launch(host=args.host, port=args.port, share=args.share, index=args.index, settings=settings)
     return 0

@@ -79,6 +79,20 @@ class Settings:
         query_backend: "onnx" embeds queries with ONNX Runtime (no torch import, same vectors; falls back to
             torch for models it cannot serve), "torch" with sentence-transformers (default "onnx", or
             $QA_QUERY_BACKEND).
+        llm_url: an OpenAI-compatible chat-completions endpoint (Ollama's `http://localhost:11434/v1`, llama.cpp's
+            server, vLLM, LM Studio, OpenAI) that writes the answer from the cited sentences; None: answers quote
+            the document (`qa.generation`; the CLI and the web app read $QA_LLM_URL).
+        llm_model, llm_key: the model to ask at `llm_url`, and its API key if it needs one ($QA_LLM_MODEL,
+            $QA_LLM_KEY).
+        llm_gguf: a local GGUF file run in-process instead of an endpoint ($QA_LLM_GGUF); needs the `llm` extra.
+        llm_timeout: seconds to wait for the model's first token, and for each next one; then the quoted answer.
+        llm_total_timeout: seconds a written answer may take in all; then the quoted answer.
+        llm_max_tokens: most tokens the model writes.
+        llm_sources, llm_source_ratio: the model sees at most this many candidate sentences (cited as
+            `max_citations` and `cite_ratio` would, with `cite_confidence` 1): each at least this share as
+            likely to answer as the best one.
+        min_support: a written sentence is kept only when the answer ranker's support score for it against a
+            source it cites is at least this (README, "Written answers").
     """
 
     model: str = DEFAULT_MODEL
@@ -116,6 +130,16 @@ class Settings:
     query_threads: int = field(default_factory=lambda: env_threads("QA_QUERY_THREADS", DEFAULT_QUERY_THREADS))
     index_threads: int = field(default_factory=lambda: env_threads("QA_INDEX_THREADS", DEFAULT_INDEX_THREADS))
     query_backend: QueryBackend = field(default_factory=lambda: os.environ.get("QA_QUERY_BACKEND") or "onnx")
+    llm_url: str | None = None
+    llm_model: str | None = None
+    llm_key: str | None = field(default=None, repr=False)
+    llm_gguf: str | None = None
+    llm_timeout: float = 30.0
+    llm_total_timeout: float = 120.0
+    llm_max_tokens: int = 160
+    llm_sources: int = 4
+    llm_source_ratio: float = 0.1
+    min_support: float = 0.7
 
     def __post_init__(self) -> None:
         if self.chunk_sentences < 1:
@@ -146,6 +170,10 @@ class Settings:
             raise ValueError(f"min_answerable must be in [0, 1] or None, got {self.min_answerable}")
         if self.answerable_share is not None and not 0.0 < self.answerable_share < 1.0:
             raise ValueError(f"answerable_share must be in (0, 1) or None, got {self.answerable_share}")
+        if self.llm_timeout <= 0 or self.llm_total_timeout <= 0 or self.llm_max_tokens < 1 or self.llm_sources < 1:
+            raise ValueError("llm_timeout, llm_total_timeout, llm_max_tokens and llm_sources must be positive")
+        if not 0.0 <= self.min_support <= 1.0:
+            raise ValueError(f"min_support must be in [0, 1], got {self.min_support}")
         if self.answer_candidates < 1 or self.max_citations < 1:
             raise ValueError("answer_candidates and max_citations must be >= 1")
         for name in LIMIT_ENV:

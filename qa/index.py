@@ -326,7 +326,7 @@ def _write(folder: Path, *, corpus: Corpus, vectors: VectorIndex, lexical: Lexic
         "model": settings.model,
         "dim": vectors.dim,
         "index": vectors.kind,
-        "settings": dataclasses.asdict(settings),
+        "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "llm_key"},  # no secret on disk
         "documents": [
             {"doc_id": d.doc_id, "title": d.title, "sha256": d.fingerprint, "chars": len(d.text),
              "source": d.path, "modified": d.modified,
