@@ -47,7 +47,8 @@ def main() -> None:
     counts = {label: sum(s[0] == label for s in scored) for label in ("supported", "unsupported", "wrong source")}
     print(f"{counts['supported']} supported, {counts['unsupported']} unsupported and {counts['wrong source']} "
           "wrong-source pairs\n")
-    print("| score | threshold | supported kept | unsupported dropped | wrong source dropped |\n|---|---:|---:|---:|---:|")
+    print("| score | threshold | supported kept | unsupported dropped | wrong source dropped |")
+    print("|---|---:|---:|---:|---:|")
     for method in ("cross-encoder", "term coverage", "check (lower of the two)"):
         for threshold in THRESHOLDS:
             kept = sum(s[method] >= threshold for label, s in scored if label == "supported")

@@ -196,8 +196,10 @@ def _ask(args: argparse.Namespace) -> int:
         retriever = _retriever(args.index)
         writer = Writer(retriever, settings=dataclasses.replace(retriever.settings, **_llm_fields(settings)))
         live = not args.json and sys.stderr.isatty()  # the model's words as they come, then the checked answer
-        answer = writer.ask(args.question, history=history, where=args.where,
-                            on_token=(lambda token: print(token, end="", file=sys.stderr, flush=True)) if live else None)
+        def shown(token: str) -> None:
+            print(token, end="", file=sys.stderr, flush=True)
+
+        answer = writer.ask(args.question, history=history, where=args.where, on_token=shown if live else None)
         if live:
             print(file=sys.stderr)
     else:

@@ -445,6 +445,15 @@ def add_eval_commands(commands: Any) -> None:
     article = which.add_parser("article", help="the bundled article's development set")
     article.add_argument("path", nargs="?", default=str(DEFAULT_ARTICLE))
     article.set_defaults(run=_run_article)
+    written = which.add_parser("written", help="written answers from the configured language model, checked "
+                                               "(article set and a sample of held-out SQuAD questions)")
+    written.add_argument("--article", default=str(DEFAULT_ARTICLE), help="the article development set")
+    written.add_argument("--squad", type=int, default=20, metavar="N",
+                         help="held-out SQuAD questions to sample (default 20; 0 for none)")
+    from .cli import _llm_arguments
+
+    _llm_arguments(written)
+    written.set_defaults(run=_run_written)
 
 
 def _run_squad(args: argparse.Namespace) -> int:
@@ -459,3 +468,114 @@ def _run_squad(args: argparse.Namespace) -> int:
 def _run_article(args: argparse.Namespace) -> int:
     result = evaluate_article(args.path)
     return 1 if result["failures"] else 0
+
+
+# -- written answers ---------------------------------------------------------------------------------------------
+
+
+def evaluate_written(settings: Settings, *, article: str | Path = DEFAULT_ARTICLE, squad: int = 20,
+                     out: Any = None) -> dict[str, dict[str, float]]:
+    """Written answers from the model `settings` name, next to the extractive path, on the article development
+    set and `squad` held-out SQuAD questions (spread over the held-out articles, their paragraphs as the corpus).
+
+    Per set: questions the ranker answered (the model is asked only then), the share of written sentences that
+    passed the check, the share of answers that fell back to the extractive one (the model failed, or nothing it
+    wrote passed), whether citation [1] holds the evidence (written answers, and the extractive ones for the same
+    questions), time to the first token and in all (medians), and the extractive path's time.
+    """
+    from .answer import Assistant
+    from .generation import Writer
+    from .retrieval import Retriever
+
+    out = out or sys.stdout
+    sets: list[tuple[str, Any, list[tuple[str, Any]]]] = []
+    data = read_json(article, "article development set (article_dev.json)")
+    base = Retriever.default()
+    sets.append(("article development set", base,
+                 [(item["q"], lambda cited, item=item: normalise(item["evidence"]) in normalise(cited))
+                  for item in data["single"]] + [(q, None) for q in data["unanswerable"]]))
+    if squad:
+        documents, questions = load_squad(DEFAULT_SQUAD_FILES)
+        splits = split_articles(questions)
+        held = [q for q in questions if splits[q.article] == "held-out" and not q.impossible]
+        step = max(1, len(held) // squad)
+        sample = held[::step][:squad]
+        articles = {q.article for q in held}
+        corpus = Retriever.build([d for d in documents if d.doc_id.rsplit("-", 1)[0] in articles], settings=settings)
+        sets.append((f"held-out SQuAD sample ({len(corpus.documents)} paragraphs)", corpus,
+                     [(q.question, lambda cited, q=q: contains_any(cited, q.answers)) for q in sample]))
+    results: dict[str, dict[str, float]] = {}
+    label = settings.llm_model or Path(settings.llm_gguf or "").name
+    for name, retriever, items in sets:
+        assistant = Assistant(retriever, settings=dataclasses.replace(retriever.settings, **_llm(settings)))
+        writer = Writer(retriever, settings=assistant.settings, assistant=assistant)
+        counts = {"answered": 0, "written": 0, "kept": 0, "fell back": 0, "model failed": 0, "asked": 0,
+                  "written [1]": 0, "extractive [1]": 0}
+        first, total, extractive = [], [], []
+        for question, holds in items:
+            started = time.perf_counter()
+            quoted = assistant.ask(question)
+            extractive.append(time.perf_counter() - started)
+            checked: list[Any] = []
+            started, first_token, answer = time.perf_counter(), None, None
+            for item in writer.stream(question, checked=checked):
+                if isinstance(item, str):
+                    first_token = first_token or time.perf_counter() - started
+                else:
+                    answer = item
+            if not quoted.found or holds is None:
+                continue
+            counts["answered"] += 1
+            total.append(time.perf_counter() - started)
+            if first_token is not None:
+                first.append(first_token)
+            counts["written"] += len(checked)
+            counts["kept"] += sum(c.reason is None for c in checked)
+            fell_back = answer.mode == "extractive"
+            counts["fell back"] += fell_back
+            counts["model failed"] += fell_back and "gave no answer" in answer.notice
+            counts["written [1]"] += bool(answer.citations) and holds(answer.citations[0].text)
+            counts["extractive [1]"] += bool(quoted.citations) and holds(quoted.citations[0].text)
+        n = max(1, counts["answered"])
+        results[name] = {
+            "answered": counts["answered"], "questions": len(items),
+            "sentences kept": counts["kept"] / max(1, counts["written"]), "sentences written": counts["written"],
+            "fell back": counts["fell back"] / n, "model failed": counts["model failed"] / n,
+            "written [1] holds": counts["written [1]"] / n, "extractive [1] holds": counts["extractive [1]"] / n,
+            "first token p50 s": percentile(first, 50), "total p50 s": percentile(total, 50),
+            "extractive p50 s": percentile(extractive, 50),
+        }
+    print(f"Written answers by {label} (min_support {settings.min_support}, at most {settings.llm_max_tokens} "
+          "tokens)\n", file=out)
+    names = list(results)
+    print("| measured | " + " | ".join(names) + " |\n|---|" + "---:|" * len(names), file=out)
+    rows = [
+        ("questions the ranker answered (the model asked)", lambda r: f"{r['answered']} of {r['questions']}"),
+        ("written sentences kept by the check", lambda r: f"{r['sentences kept']:.0%} of {r['sentences written']}"),
+        ("answers that fell back to the extractive one", lambda r: f"{r['fell back']:.0%}"),
+        ("… of which the model failed (timeout, error)", lambda r: f"{r['model failed']:.0%}"),
+        ("citation [1] holds the evidence: written / extractive",
+         lambda r: f"{r['written [1] holds']:.0%} / {r['extractive [1] holds']:.0%}"),
+        ("time to first token, median", lambda r: f"{r['first token p50 s']:.2f} s"),
+        ("written answer in all, median / extractive answer", lambda r: f"{r['total p50 s']:.2f} s / "
+                                                                         f"{r['extractive p50 s'] * 1000:.0f} ms"),
+    ]
+    for title, cell in rows:
+        print(f"| {title} | " + " | ".join(cell(results[name]) for name in names) + " |", file=out)
+    return results
+
+
+def _llm(settings: Settings) -> dict[str, Any]:
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(Settings)
+            if f.name.startswith("llm_") or f.name == "min_support"}
+
+
+def _run_written(args: argparse.Namespace) -> int:
+    from .cli import _llm_settings
+    from .errors import QAError
+
+    settings = _llm_settings(args)
+    if not (settings.llm_url or settings.llm_gguf):
+        raise QAError("name a model: --llm-url and --llm-model (or $QA_LLM_URL, $QA_LLM_MODEL), or --llm-gguf")
+    evaluate_written(settings, article=args.article, squad=args.squad)
+    return 0

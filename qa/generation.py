@@ -317,7 +317,7 @@ def check(written: str, sources: Sequence[Citation], ranker: Any, min_support: f
     for text, cited in split_written(written):
         valid = tuple(n for n in cited if n in by_number)
         if not valid:
-            reason = "it cites no source it was given" if not cited else f"it cites [{cited[0]}], which it was not given"
+            reason = f"it cites [{cited[0]}], which it was not given" if cited else "it cites no source it was given"
             checked.append(Checked(text, cited, (), 0.0, reason))
             continue
         relevance = relevance_scores(ranker, text, [by_number[n] for n in valid])
@@ -369,9 +369,10 @@ class Writer:
                 on_token(item)
         raise AssertionError("stream ended without an answer")  # pragma: no cover
 
-    def stream(self, question: str, history: Sequence[tuple[str, str]] = (), *,
-               where: Where = None) -> Iterator[str | Answer]:
-        """The model's tokens as they come (text), then the checked `Answer` (always last)."""
+    def stream(self, question: str, history: Sequence[tuple[str, str]] = (), *, where: Where = None,
+               checked: list[Checked] | None = None) -> Iterator[str | Answer]:
+        """The model's tokens as they come (text), then the checked `Answer` (always last); `checked`, when
+        given, receives every written sentence as checked, dropped ones too (for `qa eval written`)."""
         if self.model is None:
             yield self.assistant.ask(question, history, where=where)
             return
@@ -393,12 +394,14 @@ class Writer:
         if not written:
             yield self._fallback(question, history, where, "The language model's reply was empty.")
             return
-        checked = check(written, found.citations, self.assistant.ranker, self.settings.min_support)
-        answer = compose(found, checked)
+        verdicts = check(written, found.citations, self.assistant.ranker, self.settings.min_support)
+        if checked is not None:
+            checked.extend(verdicts)
+        answer = compose(found, verdicts)
         if answer is None:
             yield self._fallback(question, history, where,
                                  f"No sentence the language model wrote was supported by its sources "
-                                 f"({len(checked)} checked).")
+                                 f"({len(verdicts)} checked).")
             return
         yield answer
 

@@ -37,8 +37,9 @@ def build(model: Any, name: str) -> Starlette:
 
     def chunk(content: str | None, finish: str | None = None) -> str:
         delta = {} if content is None else {"role": "assistant", "content": content}
-        body = {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": name, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+        body = {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion.chunk",
+                "created": int(time.time()), "model": name,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
         return f"data: {json.dumps(body)}\n\n"
 
     async def completions(request: Request) -> Response:

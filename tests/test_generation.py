@@ -173,23 +173,33 @@ def test_refused_question_asks_no_model(retriever: Retriever, assistant: Assista
     assert not answer.found and answer.mode == "extractive" and counting.calls == 0
 
 
-def test_in_process_answer_streams_and_keeps_its_guarantees(retriever: Retriever, assistant: Assistant, smol,
-                                                            article_dev: dict) -> None:
+#: Questions SmolLM2 answers with a cited sentence that passes the check (it rarely does; greedy decoding makes
+#: it repeatable): at least one must come back written, or the written path is not shown to work.
+WRITTEN = ("What is the largest crossing point for migrants to Europe?",
+           "What has the Libyan coast guard been criticized for?")
+
+
+def test_in_process_answer_streams_and_keeps_its_guarantees(retriever: Retriever, assistant: Assistant,
+                                                            smol) -> None:
     writer = writer_for(retriever, assistant, model=smol)
     modes = []
-    for question in [ANSWERED] + [item["q"] for item in article_dev["single"][:3]]:
+    for question in (ANSWERED, *WRITTEN):
         tokens: list[tuple[float, str]] = []
-        answer = writer.ask(question, on_token=lambda t: tokens.append((time.monotonic(), t)))
+
+        def arrived(token: str, tokens: list[tuple[float, str]] = tokens) -> None:
+            tokens.append((time.monotonic(), token))
+
+        answer = writer.ask(question, on_token=arrived)
         done = time.monotonic()
         assert len(tokens) > 1 and tokens[0][0] < done  # streamed: several pieces, the first before the end
         assert_guarantees(answer, retriever, writer.settings.min_support)
         if answer.mode == "extractive":  # nothing written survived the check: the quoted answer, and a notice
             assert answer.notice and answer == dataclasses.replace(assistant.ask(question), notice=answer.notice)
         modes.append(answer.mode)
-    print("modes:", modes)
+    assert "generated" in modes
 
 
-# -- SmolLM2 behind an OpenAI-compatible server on 127.0.0.1 -------------------------------------------------------------
+# -- SmolLM2 behind an OpenAI-compatible server on 127.0.0.1 ------------------------------------------------------
 
 
 def test_endpoint_answer_streams_and_keeps_its_guarantees(retriever: Retriever, assistant: Assistant,
