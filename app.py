@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -97,6 +97,8 @@ CSS = """
 .qa-none { font-weight: 600; }
 .qa-closest { opacity: .8; margin-top: .5em; }
 .qa-closest .qa-passage { border-left: 3px solid var(--border-color-primary); padding-left: .6em; margin: .5em 0; }
+.qa-label { font-size: .8em; font-weight: 600; opacity: .75; margin-bottom: .3em; }
+.qa-notice { font-size: .85em; opacity: .8; margin-top: .3em; }
 .qa-copy { margin-top: .4em; font-size: .85em; padding: .2em .7em; border: 1px solid var(--border-color-primary);
   border-radius: 6px; cursor: pointer; background: var(--background-fill-secondary); }
 .qa-working, .qa-waiting { opacity: .7; font-style: italic; }
@@ -224,12 +226,30 @@ def answer_html(turn: int, answer: Answer) -> str:
         return f'<span class="qa-marker qa-t{turn} qa-n{n}" title="Show source {n}">[{n}]</span>'
 
     text = re.sub(r"\[(\d+)\]", marker, esc(answer.text))
+    text = answer_label(answer) + text + (f'<div class="qa-notice">{esc(answer.notice)}</div>' if answer.notice else "")
     if not answer.found:
         return text
     lead = f"<strong>{esc(flat(answer.phrase.text))}</strong><br>" if answer.phrase is not None else ""
     note = (f'<div class="qa-confidence" title="calibrated probability that source [1] answers">'
             f'{confidence_words(answer.confidence)} ({answer.confidence:.0%})</div>')
     return lead + text + note
+
+
+WRITTEN_LABEL = "Written by a language model; every sentence checked against the source it cites"
+QUOTED_LABEL = "Quoted from the document"
+
+
+def answer_label(answer: Answer) -> str:
+    """Tells a written answer from a quoted one (a quoted answer is labelled when it stands in for a written one)."""
+    if answer.mode == "generated":
+        return f'<div class="qa-label qa-written">{WRITTEN_LABEL}</div>'
+    return f'<div class="qa-label qa-quoted">{QUOTED_LABEL}</div>' if answer.notice and answer.found else ""
+
+
+def draft_html(model: str, text: str) -> str:
+    """The model's words as they stream in, before the check."""
+    return (f'<div class="qa-label qa-writing">Writing with {esc(model)}; each sentence is checked against its '
+            f'source when it is done</div>{esc(text)} …')
 
 
 def flat(text: str) -> str:
@@ -562,6 +582,22 @@ class Handlers:
     def __init__(self, base: Retriever, settings: Settings | None = None) -> None:
         self.base = base
         self.settings = settings or base.settings  # the base's query settings with the serving limits
+        # Written answers when a model is named ($QA_LLM_URL and $QA_LLM_MODEL, or $QA_LLM_GGUF; `qa serve` flags).
+        from qa.generation import with_llm
+
+        llm = with_llm(Settings())
+        self.llm = {name: getattr(llm, name) for name in ("llm_url", "llm_model", "llm_key", "llm_gguf", "llm_timeout",
+                                                          "llm_total_timeout")} if llm.llm_url or llm.llm_gguf else None
+
+    def writer(self, corpus: Retriever) -> Any:
+        """A `qa.generation.Writer` over `corpus` with the configured model, or None when none is set."""
+        if self.llm is None:
+            return None
+        from dataclasses import replace
+
+        from qa.generation import Writer
+
+        return Writer(corpus, settings=replace(self.settings, **self.llm))
 
     def session(self, session: Session | None) -> Session:
         return session or Session.start(self.base)
@@ -569,8 +605,9 @@ class Handlers:
     def ask_api(self, question: str, history: list[list[str]] | None = None) -> dict:
         """Answer a question about the served documents; returns question, answer, found and citations."""
         try:
-            answer = Assistant(self.base, settings=self.settings).ask(self.api_question(question),
-                                                                     history=history_pairs(history, self.settings))
+            writer = self.writer(self.base)
+            ask = writer.ask if writer is not None else Assistant(self.base, settings=self.settings).ask
+            answer = ask(self.api_question(question), history=history_pairs(history, self.settings))
         except QAError as exc:
             raise gr.Error(message(exc), print_exception=False) from exc
         return as_dict(answer)
@@ -642,13 +679,16 @@ class Handlers:
         queue = session.questions
         history = [(t.question, t.answer.text) for t in session.turns]
         try:
-            answer = Assistant(session.active, settings=self.settings).ask(question, history=history)
+            if self.llm is not None:  # the model's words stream as they come
+                answer = yield from self.write(session, question, history)
+            else:
+                answer = Assistant(session.active, settings=self.settings).ask(question, history=history)
         except QAError as exc:
             gr.Warning(message(exc), title="Not asked")
             queue.current = None
             yield session.shown(), gr.skip()
             return
-        words = esc(answer.text).split(" ")
+        words = esc(answer.text).split(" ") if self.llm is None else []
         step = max(1, len(words) // 8)
         for end in range(step, len(words), step):  # stream the reply; the sources come with its end
             yield session.shown(" ".join(words[:end]) + " …"), gr.skip()
@@ -660,6 +700,19 @@ class Handlers:
             turn = Turn(answer.question, answer, sources_html(len(session.turns), answer, session.active))
             session.turns.append(turn)
         yield session.shown(), turn.sources
+
+    def write(self, session: Session, question: str, history: list[tuple[str, str]]
+              ) -> Generator[tuple, None, Answer]:
+        """Stream the model's words under a label; return the checked answer (or the quoted one, with a notice),
+        which then takes their place."""
+        writer = self.writer(session.active)
+        draft = ""
+        for item in writer.stream(question, history):
+            if isinstance(item, Answer):
+                return item
+            draft += item
+            yield session.shown(draft_html(writer.model.label, draft)), gr.skip()
+        raise AssertionError("the writer ended without an answer")  # pragma: no cover
 
     def show_turn(self, session: Session | None, event: gr.SelectData) -> Any:
         index = event.index[0] if isinstance(event.index, list | tuple) else event.index

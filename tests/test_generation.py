@@ -287,3 +287,29 @@ def test_cli_json_carries_mode_and_written_sentences(capsys: pytest.CaptureFixtu
     assert main(["ask", ANSWERED, "--index", str(article_index_dir), "--json", "--llm-model", "no-such-model"]) == 0
     failed = json.loads(capsys.readouterr().out)
     assert failed["mode"] == "extractive" and "HTTP 404" in failed["notice"]
+
+
+def test_chat_streams_a_labelled_answer_and_the_api_carries_mode(retriever: Retriever, server,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import app
+
+    monkeypatch.setenv("QA_LLM_URL", server.url)
+    monkeypatch.setenv("QA_LLM_MODEL", MODEL_NAME)
+    handlers = app.Handlers(retriever)
+    updates = list(handlers.respond(ANSWERED, None))
+    drafts = [u[0][-1]["content"] for u in updates[:-1]]
+    assert len(drafts) > 1 and all("qa-writing" in d and MODEL_NAME in d for d in drafts)  # tokens, as they come
+    assert len(drafts[-1]) > len(drafts[0])
+    chat, _, sources, session = updates[-1]
+    answer = session.turns[-1].answer
+    final = chat[-1]["content"]
+    assert "qa-writing" not in final and "qa-source" in sources
+    if answer.mode == "generated":
+        assert app.WRITTEN_LABEL in final
+    else:
+        assert app.QUOTED_LABEL in final and app.esc(answer.notice) in final
+    result = handlers.ask_api(OFF_TOPIC)
+    assert result["mode"] == "extractive" and not result["found"]
+    monkeypatch.setenv("QA_LLM_URL", f"http://127.0.0.1:{server.port}/nowhere/v1")  # an HTTP error: 404
+    failed = app.Handlers(retriever).ask_api(ANSWERED)
+    assert failed["mode"] == "extractive" and "HTTP 404" in failed["notice"] and failed["citations"]
