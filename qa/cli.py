@@ -166,13 +166,17 @@ def _llm_arguments(command: argparse.ArgumentParser) -> None:
     group.add_argument("--llm-model", metavar="NAME", help="model at that endpoint (default $QA_LLM_MODEL)")
     group.add_argument("--llm-key", metavar="KEY", help="API key, if the endpoint needs one (default $QA_LLM_KEY)")
     group.add_argument("--llm-gguf", metavar="FILE", help="a GGUF file run in-process instead (default $QA_LLM_GGUF)")
+    group.add_argument("--llm-timeout", type=float, metavar="SECONDS",
+                       help="wait at most this long for the first token and each next one, then quote the document "
+                            "(default $QA_LLM_TIMEOUT or 30)")
 
 
 def _llm_settings(args: argparse.Namespace) -> Any:
     from .config import Settings
     from .generation import with_llm
 
-    return with_llm(Settings(), url=args.llm_url, model=args.llm_model, key=args.llm_key, gguf=args.llm_gguf)
+    return with_llm(Settings(), url=args.llm_url, model=args.llm_model, key=args.llm_key, gguf=args.llm_gguf,
+                    timeout=args.llm_timeout)
 
 
 def _retriever(index: str | None) -> Any:
@@ -275,7 +279,8 @@ def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _llm_fields(settings: Any) -> dict[str, Any]:
-    return {name: getattr(settings, name) for name in ("llm_url", "llm_model", "llm_key", "llm_gguf")}
+    return {name: getattr(settings, name)
+            for name in ("llm_url", "llm_model", "llm_key", "llm_gguf", "llm_timeout", "llm_total_timeout")}
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -295,10 +300,10 @@ def _serve(args: argparse.Namespace) -> int:
     from app import launch  # the thin Gradio front end at the project root
 
     # The app reads the model from the environment, as `python app.py` does.
-    for name, value in zip(("QA_LLM_URL", "QA_LLM_MODEL", "QA_LLM_KEY", "QA_LLM_GGUF"),
-                           (args.llm_url, args.llm_model, args.llm_key, args.llm_gguf), strict=True):
+    for name, value in zip(("QA_LLM_URL", "QA_LLM_MODEL", "QA_LLM_KEY", "QA_LLM_GGUF", "QA_LLM_TIMEOUT"),
+                           (args.llm_url, args.llm_model, args.llm_key, args.llm_gguf, args.llm_timeout), strict=True):
         if value:
-            os.environ[name] = value
+            os.environ[name] = str(value)
 
     launch(host=args.host, port=args.port, share=args.share, index=args.index, settings=settings)
     return 0

@@ -85,7 +85,8 @@ class Settings:
         llm_model, llm_key: the model to ask at `llm_url`, and its API key if it needs one ($QA_LLM_MODEL,
             $QA_LLM_KEY).
         llm_gguf: a local GGUF file run in-process instead of an endpoint ($QA_LLM_GGUF); needs the `llm` extra.
-        llm_timeout: seconds to wait for the model's first token, and for each next one; then the quoted answer.
+        llm_timeout: seconds to wait for the model's first token, and for each next one; then the quoted answer
+            ($QA_LLM_TIMEOUT, `--llm-timeout`).
         llm_total_timeout: seconds a written answer may take in all; then the quoted answer.
         llm_max_tokens: most tokens the model writes.
         llm_sources, llm_source_ratio: the model sees at most this many candidate sentences (cited as

@@ -221,10 +221,21 @@ def chat_model(settings: Settings) -> ChatModel | None:
 
 
 def with_llm(settings: Settings, *, url: str | None = None, model: str | None = None, key: str | None = None,
-             gguf: str | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """`settings` with the model named by the arguments, else by $QA_LLM_URL, $QA_LLM_MODEL, $QA_LLM_KEY and
-    $QA_LLM_GGUF (what `qa ask` and `qa serve` read)."""
+             gguf: str | None = None, timeout: float | None = None,
+             environ: Mapping[str, str] | None = None) -> Settings:
+    """`settings` with the model named by the arguments, else by $QA_LLM_URL, $QA_LLM_MODEL, $QA_LLM_KEY,
+    $QA_LLM_GGUF and $QA_LLM_TIMEOUT (what `qa ask` and `qa serve` read)."""
     env = os.environ if environ is None else environ
+    if timeout is None and env.get("QA_LLM_TIMEOUT"):
+        try:
+            timeout = float(env["QA_LLM_TIMEOUT"])
+        except ValueError as exc:
+            raise QAError(f"QA_LLM_TIMEOUT must be a number of seconds, got {env['QA_LLM_TIMEOUT']!r}") from exc
+    if timeout is not None:
+        if timeout <= 0:
+            raise QAError(f"the model's timeout must be a positive number of seconds, got {timeout:g}")
+        settings = dataclasses.replace(settings, llm_timeout=timeout,
+                                       llm_total_timeout=max(settings.llm_total_timeout, timeout))
     return dataclasses.replace(
         settings, llm_url=url or settings.llm_url or env.get("QA_LLM_URL") or None,
         llm_model=model or settings.llm_model or env.get("QA_LLM_MODEL") or None,

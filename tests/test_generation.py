@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from qa import Answer, Assistant, Retriever, Settings
+from qa import Answer, Assistant, QAError, Retriever, Settings
 from qa.answer import answer_dict
 
 MISSING = [name for name in ("openai", "gguf", "accelerate", "transformers") if importlib.util.find_spec(name) is None]
@@ -162,6 +162,9 @@ def test_settings_read_the_environment_names() -> None:
                                                                         "secret")
     assert "secret" not in repr(settings)
     assert with_llm(Settings(), url="http://other/v1", environ=env).llm_url == "http://other/v1"
+    assert with_llm(Settings(), environ={"QA_LLM_TIMEOUT": "90"}).llm_timeout == 90.0
+    with pytest.raises(QAError, match="QA_LLM_TIMEOUT"):
+        with_llm(Settings(), environ={"QA_LLM_TIMEOUT": "soon"})
 
 
 # -- SmolLM2 in-process ----------------------------------------------------------------------------------------------
