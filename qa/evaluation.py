@@ -510,7 +510,7 @@ def evaluate_written(settings: Settings, *, article: str | Path = DEFAULT_ARTICL
         assistant = Assistant(retriever, settings=dataclasses.replace(retriever.settings, **_llm(settings)))
         writer = Writer(retriever, settings=assistant.settings, assistant=assistant)
         counts = {"answered": 0, "written": 0, "kept": 0, "fell back": 0, "model failed": 0, "asked": 0,
-                  "written [1]": 0, "extractive [1]": 0}
+                  "written [1]": 0, "extractive [1]": 0, "generated": 0, "generated [1]": 0}
         first, total, extractive = [], [], []
         for question, holds in items:
             started = time.perf_counter()
@@ -535,6 +535,8 @@ def evaluate_written(settings: Settings, *, article: str | Path = DEFAULT_ARTICL
             counts["fell back"] += fell_back
             counts["model failed"] += fell_back and "gave no answer" in answer.notice
             counts["written [1]"] += bool(answer.citations) and holds(answer.citations[0].text)
+            counts["generated"] += not fell_back
+            counts["generated [1]"] += not fell_back and holds(answer.citations[0].text)
             counts["extractive [1]"] += bool(quoted.citations) and holds(quoted.citations[0].text)
         n = max(1, counts["answered"])
         results[name] = {
@@ -542,6 +544,7 @@ def evaluate_written(settings: Settings, *, article: str | Path = DEFAULT_ARTICL
             "sentences kept": counts["kept"] / max(1, counts["written"]), "sentences written": counts["written"],
             "fell back": counts["fell back"] / n, "model failed": counts["model failed"] / n,
             "written [1] holds": counts["written [1]"] / n, "extractive [1] holds": counts["extractive [1]"] / n,
+            "generated": counts["generated"], "generated [1] holds": counts["generated [1]"],
             "first token p50 s": percentile(first, 50), "total p50 s": percentile(total, 50),
             "extractive p50 s": percentile(extractive, 50),
         }
@@ -554,8 +557,9 @@ def evaluate_written(settings: Settings, *, article: str | Path = DEFAULT_ARTICL
         ("written sentences kept by the check", lambda r: f"{r['sentences kept']:.0%} of {r['sentences written']}"),
         ("answers that fell back to the extractive one", lambda r: f"{r['fell back']:.0%}"),
         ("… of which the model failed (timeout, error)", lambda r: f"{r['model failed']:.0%}"),
-        ("citation [1] holds the evidence: written / extractive",
+        ("citation [1] holds the evidence: answers with a model / without",
          lambda r: f"{r['written [1] holds']:.0%} / {r['extractive [1] holds']:.0%}"),
+        ("… in the written answers alone", lambda r: f"{r['generated [1] holds']} of {r['generated']}"),
         ("time to first token, median", lambda r: f"{r['first token p50 s']:.2f} s"),
         ("written answer in all, median / extractive answer", lambda r: f"{r['total p50 s']:.2f} s / "
                                                                          f"{r['extractive p50 s'] * 1000:.0f} ms"),
