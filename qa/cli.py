@@ -200,6 +200,7 @@ def _ask(args: argparse.Namespace) -> int:
         retriever = _retriever(args.index)
         writer = Writer(retriever, settings=dataclasses.replace(retriever.settings, **_llm_fields(settings)))
         live = not args.json and sys.stderr.isatty()  # the model's words as they come, then the checked answer
+
         def shown(token: str) -> None:
             print(token, end="", file=sys.stderr, flush=True)
 
