@@ -299,11 +299,12 @@ def test_chat_streams_a_labelled_answer_and_the_api_carries_mode(retriever: Retr
     monkeypatch.setenv("QA_LLM_URL", server.url)
     monkeypatch.setenv("QA_LLM_MODEL", MODEL_NAME)
     handlers = app.Handlers(retriever)
-    updates = list(handlers.respond(ANSWERED, None))
-    drafts = [u[0][-1]["content"] for u in updates[:-1]]
-    assert len(drafts) > 1 and all("qa-writing" in d and MODEL_NAME in d for d in drafts)  # tokens, as they come
+    session = handlers.take(ANSWERED, None)
+    updates = list(handlers.respond(session))
+    drafts = [u[0][-1]["content"] for u in updates if "qa-writing" in u[0][-1]["content"]]
+    assert len(drafts) > 1 and all(MODEL_NAME in d for d in drafts)  # the model's words, as they come
     assert len(drafts[-1]) > len(drafts[0])
-    chat, _, sources, session = updates[-1]
+    chat, sources = updates[-1]
     answer = session.turns[-1].answer
     final = chat[-1]["content"]
     assert "qa-writing" not in final and "qa-source" in sources
