@@ -157,33 +157,42 @@ class LocalGGUF:
         self._lock = threading.Lock()  # one generation at a time per loaded model
 
     def stream(self, messages: Sequence[Mapping[str, str]], *, max_tokens: int) -> Iterator[str]:
-        from transformers import TextIteratorStreamer
+        """The reply's text as it comes. Generation runs in a thread, one at a time per model (a reply waiting
+        for another longer than `timeout` fails); it stops at the next token when the reader leaves."""
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         tokenizer = self._tokenizer
         inputs = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, return_tensors="pt",
                                                return_dict=True)
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=self.timeout)
         failure: list[BaseException] = []
+        gone = threading.Event()
+
+        class ReaderGone(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                return torch.full((input_ids.shape[0],), gone.is_set(), dtype=torch.bool, device=input_ids.device)
 
         def run() -> None:
             try:
-                self._model.generate(**inputs, streamer=streamer, max_new_tokens=max_tokens, do_sample=False,
-                                     max_time=self.total_timeout, pad_token_id=tokenizer.eos_token_id)
+                with self._lock:
+                    if not gone.is_set():
+                        self._model.generate(**inputs, streamer=streamer, max_new_tokens=max_tokens, do_sample=False,
+                                             max_time=self.total_timeout, pad_token_id=tokenizer.eos_token_id,
+                                             stopping_criteria=StoppingCriteriaList([ReaderGone()]))
             except BaseException as exc:  # noqa: BLE001 - reported to the reader below
                 failure.append(exc)
                 streamer.end()
 
-        with self._lock:
-            worker = threading.Thread(target=run, name="qa-gguf", daemon=True)
-            worker.start()
-            try:
-                yield from streamer
-            except Exception as exc:  # noqa: BLE001 - queue.Empty on a timeout
-                raise GenerationError(f"the model did not answer within {self.timeout:g} s") from exc
-            finally:
-                worker.join()
-            if failure:
-                raise GenerationError(f"the model failed ({_one_line(failure[0])})")
+        threading.Thread(target=run, name="qa-gguf", daemon=True).start()
+        try:
+            yield from streamer
+        except Exception as exc:  # noqa: BLE001 - queue.Empty on a timeout
+            raise GenerationError(f"the model did not answer within {self.timeout:g} s") from exc
+        finally:
+            gone.set()  # a reader that stops early (or times out) frees the model at its next token
+        if failure:
+            raise GenerationError(f"the model failed ({_one_line(failure[0])})")
 
 
 @lru_cache(maxsize=2)

@@ -298,6 +298,7 @@ def test_chat_streams_a_labelled_answer_and_the_api_carries_mode(retriever: Retr
 
     monkeypatch.setenv("QA_LLM_URL", server.url)
     monkeypatch.setenv("QA_LLM_MODEL", MODEL_NAME)
+    monkeypatch.setenv("QA_LLM_TIMEOUT", "60")  # a busy machine: the first token may be slow, never refused
     handlers = app.Handlers(retriever)
     session = handlers.take(ANSWERED, None)
     updates = list(handlers.respond(session))
