@@ -75,7 +75,7 @@ def test_development_questions(assistant: Assistant, article_dev: dict) -> None:
         if not (answer.found and evidence_in(cited, item["evidence"])
                 and any(k.lower() in answer.text.lower() for k in item["key"])):
             failures.append((item["q"], normalise(cited)[:100]))
-    # Known misses are listed in README "Quality"; the count must not grow.
+    # Known misses are listed in docs/quality-history.md; the count must not grow.
     assert len(failures) <= KNOWN_SINGLE_MISSES, failures
 
 
@@ -99,7 +99,7 @@ def test_conversations_use_the_history(assistant: Assistant, article_dev: dict) 
             if not (answer.found and evidence_in(cited, turn["evidence"])):
                 failures.append((turn["q"], normalise(cited)[:100]))
             history.append((turn["q"], answer.text))
-    # Known misses are listed in README "Quality"; the count must not grow.
+    # Known misses are listed in docs/quality-history.md; the count must not grow.
     assert len(failures) <= KNOWN_CONVERSATION_MISSES, failures
 
 
