@@ -898,6 +898,16 @@ def documents_panel(handlers: Handlers) -> DocumentsPanel:
     return DocumentsPanel(docs, files, status, removable, remove, reset)
 
 
+#: In the browser, on Enter or Ask: send the question and keep in the box only what was typed after it.
+#: Keys pressed between Enter and this function (a fast typist, a busy page) land after the question in
+#: the box; they are kept, not wiped with it.
+TAKE_QUESTION_JS = """(question) => {
+  const box = document.querySelector('#qa-question textarea');
+  const now = box ? box.value : '';
+  return [now.length > question.length && now.startsWith(question) ? now.slice(question.length) : '', question];
+}"""
+
+
 def wire_chat(handlers: Handlers, panel: ChatPanel, sources: gr.HTML, session: gr.State) -> None:
     # A question is taken from the box in the browser, at once, and the box cleared there: what is typed
     # after Enter is never erased. The server queues it (`take`, quick), then `respond` answers the
@@ -906,7 +916,7 @@ def wire_chat(handlers: Handlers, panel: ChatPanel, sources: gr.HTML, session: g
     quick = {"show_progress": "hidden", "trigger_mode": "multiple", **PRIVATE}
     answering = {"trigger_mode": "multiple", **QUESTIONS, **PRIVATE}
     for trigger in (panel.question.submit, panel.send.click):
-        (trigger(None, [panel.question], [panel.question, sent], js="(question) => ['', question]", **quick)
+        (trigger(None, [panel.question], [panel.question, sent], js=TAKE_QUESTION_JS, **quick)
          .then(handlers.take, [sent, session], [session], **TAKING, **quick)
          .then(handlers.respond, [session], [panel.chat, sources], **answering))
     for example in panel.examples:  # leaves the box as it is
