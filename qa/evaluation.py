@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
+from .documents import Document
+from .errors import QAError
 from .squad import (
     DEFAULT_SQUAD_FILES,
     SHARED_EVAL,
@@ -378,25 +380,34 @@ def expected_calibration_error(probabilities: Sequence[float], outcomes: Sequenc
 
 
 def evaluate_article(path: str | Path, *, assistant: Any = None, out: Any = None) -> dict[str, Any]:
-    """Check the article development set; print each failure with what was cited instead."""
+    """Check a development set of questions with expected evidence; print each failure with what was cited.
+
+    The set is `article_dev.json`'s format: questions over the bundled article, or, where it has a
+    `documents` list, over those documents indexed together as one collection (items then name their
+    `doc`, and [1] must come from it), as a user who uploaded several files asks them.
+    """
     from .answer import Assistant
-    from .retrieval import Retriever
 
     out = out or sys.stdout
     data = read_json(path, "article development set (article_dev.json)")
-    assistant = assistant or Assistant(Retriever.default())
+    assistant = assistant or Assistant(_set_retriever(data, path))
     failures: list[str] = []
     counts = {"evidence in [1]": 0, "key in answer": 0, "off-topic refused": 0, "conversation turns": 0}
+
+    def from_doc(item: Any, answer: Any) -> bool:
+        return not isinstance(item, dict) or "doc" not in item or answer.citations[0].doc_id == item["doc"]
+
     for item in data["single"]:
         answer = assistant.ask(item["q"])
         cited = answer.citations[0].text if answer.citations else ""
-        evidence_ok = answer.found and normalise(item["evidence"]) in normalise(cited)
+        evidence_ok = answer.found and normalise(item["evidence"]) in normalise(cited) and from_doc(item, answer)
         key_ok = answer.found and contains_any(answer.text, item["key"])
         counts["evidence in [1]"] += evidence_ok
         counts["key in answer"] += key_ok
         if not (evidence_ok and key_ok):
             failures.append(f"{item['q']!r}: expected {item['evidence']!r}; cited {normalise(cited)[:160]!r}")
-    for question in data["unanswerable"]:
+    for item in data["unanswerable"]:
+        question = item["q"] if isinstance(item, dict) else item
         answer = assistant.ask(question)
         counts["off-topic refused"] += not answer.found
         if answer.found:
@@ -408,7 +419,7 @@ def evaluate_article(path: str | Path, *, assistant: Any = None, out: Any = None
             turns += 1
             answer = assistant.ask(turn["q"], history=history)
             cited = answer.citations[0].text if answer.citations else ""
-            ok = answer.found and normalise(turn["evidence"]) in normalise(cited)
+            ok = answer.found and normalise(turn["evidence"]) in normalise(cited) and from_doc(conversation, answer)
             ok = ok and (not turn.get("key") or contains_any(answer.text, turn["key"]))
             counts["conversation turns"] += ok
             if not ok:
@@ -427,6 +438,19 @@ def evaluate_article(path: str | Path, *, assistant: Any = None, out: Any = None
     return {"counts": counts, "totals": totals, "failures": failures}
 
 
+def _set_retriever(data: dict[str, Any], path: str | Path) -> Any:
+    """The collection a development set asks about: its own `documents`, or the bundled article."""
+    from .retrieval import Retriever
+
+    if "documents" not in data:
+        return Retriever.default()
+    try:
+        documents = [Document(d["id"], d["text"], title=d.get("title", d["id"])) for d in data["documents"]]
+    except (KeyError, TypeError) as exc:
+        raise QAError(f"{path}: each of `documents` needs an `id` and a `text` (missing {exc})") from exc
+    return Retriever.build(documents)
+
+
 # -- command line ----------------------------------------------------------------------
 
 
@@ -442,8 +466,10 @@ def add_eval_commands(commands: Any) -> None:
     squad.add_argument("--split", choices=SPLITS, default="all",
                        help="questions of the articles `qa train` held out, validated or trained on")
     squad.set_defaults(run=_run_squad)
-    article = which.add_parser("article", help="the bundled article's development set")
-    article.add_argument("path", nargs="?", default=str(DEFAULT_ARTICLE))
+    article = which.add_parser("article", help="a development set of questions with expected evidence: the "
+                                               "bundled article's, or one that brings its own documents")
+    article.add_argument("path", nargs="?", default=str(DEFAULT_ARTICLE),
+                         help="the set, in article_dev.json's format (default: the bundled article's)")
     article.set_defaults(run=_run_article)
     written = which.add_parser("written", help="written answers from the configured language model, checked "
                                                "(article set and a sample of held-out SQuAD questions)")
@@ -576,7 +602,6 @@ def _llm(settings: Settings) -> dict[str, Any]:
 
 def _run_written(args: argparse.Namespace) -> int:
     from .cli import _llm_settings
-    from .errors import QAError
 
     settings = _llm_settings(args)
     if not (settings.llm_url or settings.llm_gguf):

@@ -100,3 +100,40 @@ def test_eval_article_reports_failures_with_what_was_cited(article_index_dir: Pa
     assert result["counts"]["off-topic refused"] == result["totals"]["off-topic refused"]
     for failure in result["failures"]:
         assert failure in out and "cited" in failure
+
+
+def test_eval_article_asks_a_set_over_its_own_documents(tmp_path: Path, capsys) -> None:
+    from qa.evaluation import evaluate_article
+
+    garden = ("Our allotment committee met on Tuesday. The water trough by the gate will be replaced in May. "
+              "Plot rents go up to 42 pounds a year from April.")
+    bakery = "the oven runs hot lol\nbake the loaf at 230 degrees for 20 minutes then drop it to 210\nworks every time"
+    data = {"documents": [{"id": "garden", "title": "allotment-news.txt", "text": garden},
+                          {"id": "bakery", "title": "bread-thread.txt", "text": bakery}],
+            "single": [{"doc": "garden", "q": "How much will a plot cost per year?", "evidence": "42 pounds",
+                        "key": ["42"]},
+                       {"doc": "garden", "q": "At what temperature should the loaf be baked first?",
+                        "evidence": "230 degrees", "key": ["230"]}],
+            "unanswerable": [{"doc": "garden", "q": "What is the capital of Mongolia?"}],
+            "conversations": []}
+    path = tmp_path / "set.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    result = evaluate_article(path)
+    out = capsys.readouterr().out
+    assert result["totals"] == {"evidence in [1]": 2, "key in answer": 2, "off-topic refused": 1,
+                                "conversation turns": 0}
+    # The second question's evidence is in "bakery", not the "garden" it names: citing it is not enough.
+    assert result["counts"]["evidence in [1]"] <= 1
+    assert any("230 degrees" in failure for failure in result["failures"])
+    assert "| evidence in [1] |" in out
+
+
+def test_eval_article_set_with_bad_documents_says_what_is_missing(tmp_path: Path) -> None:
+    from qa.errors import QAError
+    from qa.evaluation import evaluate_article
+
+    path = tmp_path / "set.json"
+    path.write_text(json.dumps({"documents": [{"title": "x"}], "single": [], "unanswerable": [],
+                                "conversations": []}), encoding="utf-8")
+    with pytest.raises(QAError, match="needs an `id` and a `text`"):
+        evaluate_article(path)
