@@ -270,6 +270,7 @@ def wire_chat(handlers: Handlers, panel: ChatPanel, sources: gr.HTML, session: g
     # A question is taken from the box in the browser, at once, and the box cleared there: what is typed
     # after Enter is never erased. The server queues it (`take`, quick), then `respond` answers the
     # session's questions in order; a question sent meanwhile is shown waiting and answered next.
+    # The emptied box sent again at once (a double-click on Ask) is ignored by `take`.
     sent = gr.Textbox(visible=False)
     quick = {"show_progress": "hidden", "trigger_mode": "multiple", **PRIVATE}
     answering = {"trigger_mode": "multiple", **QUESTIONS, **PRIVATE}

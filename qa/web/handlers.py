@@ -22,6 +22,8 @@ from qa.web.render import NO_SOURCES, draft_html, esc, served_name, sources_html
 from qa.web.sessions import Session, Turn
 from qa.web.uploads import discard, in_background, read_upload
 
+DOUBLE_SEND = 1.0  # seconds: an empty box sent this soon after a question is a double-click's second click
+
 
 def message(exc: Exception) -> str:
     """An error's text for a toast (Gradio renders toasts as HTML)."""
@@ -81,8 +83,16 @@ class Handlers:
         return tuple(checks)
 
     def take(self, question: str, session: Session | None) -> Session:
-        """Queue a question sent from the box, the Ask button or an example; a rejected one is a notice."""
+        """Queue a question sent from the box, the Ask button or an example; a rejected one is a notice.
+
+        An empty box sent within `DOUBLE_SEND` seconds of the session's last question is the second click of
+        a double-click (or a second Enter): the first sent the question and emptied the box, so nothing is
+        shown. An empty box sent at any other time is a notice, like any other rejected question.
+        """
         session = self.session(session)
+        just_sent = time.monotonic() - session.questions.taken_at < DOUBLE_SEND
+        if just_sent and isinstance(question, str) and not question.strip():
+            return session
         try:
             question = check_question(question, self.settings)
         except QAError as exc:
@@ -90,6 +100,7 @@ class Handlers:
             return session
         with session.questions.lock:
             session.questions.waiting.append(question)
+            session.questions.taken_at = time.monotonic()
         return session
 
     def respond(self, session: Session | None) -> Iterator[tuple]:

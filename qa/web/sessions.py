@@ -41,6 +41,7 @@ class Questions:
     current: str | None = None  # being answered now
     busy: bool = False  # one `Handlers.respond` answers this session's questions, in order
     cleared: int = 0  # counts "Clear chat": an answer begun before it is dropped, not shown
+    taken_at: float = float("-inf")  # when the last question was taken (time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import gradio as gr
+import warnings
 
-from qa.web.handlers import Handlers
+import gradio as gr
+import pytest
+
+from qa.web.handlers import DOUBLE_SEND, Handlers
 from qa.web.render import WAITING, WORKING
 
 TROOPS = "How many troops would the new US policy send to Libya?"
@@ -38,3 +41,19 @@ def test_clearing_the_chat_drops_the_answer_on_its_way_and_the_waiting_questions
     for _ in answering:
         pass
     assert session.turns == [] and not session.questions.waiting and not session.questions.busy
+
+
+def test_an_empty_box_sent_right_after_a_question_is_a_double_click_and_shows_nothing(retriever):
+    handlers = Handlers(retriever)
+    session = handlers.take(TROOPS, None)  # the first click sends the question and empties the box
+    with warnings.catch_warnings(record=True) as notices:
+        warnings.simplefilter("always")
+        assert handlers.take("", session) is session  # the second click sends the emptied box
+    assert not notices  # no "the question is empty" notice
+    assert list(session.questions.waiting) == [TROOPS]  # and nothing more to answer
+    session.questions.taken_at -= DOUBLE_SEND  # a moment later: an empty box sent on purpose is told why
+    with pytest.warns(UserWarning, match="the question is empty"):
+        handlers.take(" ", session)
+    with pytest.warns(UserWarning, match="the question is empty"):  # a new session has sent nothing yet
+        handlers.take("", None)
+    assert list(session.questions.waiting) == [TROOPS]
