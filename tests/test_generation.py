@@ -294,12 +294,13 @@ def test_cli_json_carries_mode_and_written_sentences(capsys: pytest.CaptureFixtu
 
 def test_chat_streams_a_labelled_answer_and_the_api_carries_mode(retriever: Retriever, server,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import app
+    from qa.web.handlers import Handlers
+    from qa.web.render import QUOTED_LABEL, WRITTEN_LABEL, esc
 
     monkeypatch.setenv("QA_LLM_URL", server.url)
     monkeypatch.setenv("QA_LLM_MODEL", MODEL_NAME)
     monkeypatch.setenv("QA_LLM_TIMEOUT", "60")  # a busy machine: the first token may be slow, never refused
-    handlers = app.Handlers(retriever)
+    handlers = Handlers(retriever)
     session = handlers.take(ANSWERED, None)
     updates = list(handlers.respond(session))
     drafts = [u[0][-1]["content"] for u in updates if "qa-writing" in u[0][-1]["content"]]
@@ -310,11 +311,11 @@ def test_chat_streams_a_labelled_answer_and_the_api_carries_mode(retriever: Retr
     final = chat[-1]["content"]
     assert "qa-writing" not in final and "qa-source" in sources
     if answer.mode == "generated":
-        assert app.WRITTEN_LABEL in final
+        assert WRITTEN_LABEL in final
     else:
-        assert app.QUOTED_LABEL in final and app.esc(answer.notice) in final
+        assert QUOTED_LABEL in final and esc(answer.notice) in final
     result = handlers.ask_api(OFF_TOPIC)
     assert result["mode"] == "extractive" and not result["found"]
     monkeypatch.setenv("QA_LLM_URL", f"http://127.0.0.1:{server.port}/nowhere/v1")  # an HTTP error: 404
-    failed = app.Handlers(retriever).ask_api(ANSWERED)
+    failed = Handlers(retriever).ask_api(ANSWERED)
     assert failed["mode"] == "extractive" and "HTTP 404" in failed["notice"] and failed["citations"]

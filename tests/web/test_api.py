@@ -1,9 +1,13 @@
-"""The /ask endpoint through gradio_client, against the real app (real model, real FAISS)."""
+"""The /ask endpoint through gradio_client, against the real app (real model, real FAISS), and what it
+checks of its input (qa/web/api.py)."""
 
 from __future__ import annotations
 
 import pytest
 from gradio_client.exceptions import ValidationError
+
+from qa import QAError
+from qa.web.api import history_pairs
 
 # Gradio's queue analytics use pandas options and keywords that pandas 3 deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
@@ -119,3 +123,15 @@ def test_a_huge_body_is_refused_before_it_is_read(app_url):
     posted = httpx.post(f"{app_url}/gradio_api/call/ask", json={"data": [TROOPS, [["q" * 2_000_000, "a"]]]})
     assert posted.status_code == 413
     assert "the request is over" in posted.json()["detail"]
+
+
+@pytest.mark.parametrize("history", [None, [], [["Who?", "Haftar."]], (("Who?", "Haftar."),)])
+def test_history_pairs_accepts_pairs_of_text(history):
+    assert history_pairs(history) == [tuple(turn) for turn in history or []]
+
+
+@pytest.mark.parametrize("history", [[["only one element"]], "text", [["q", 1]], [["q", "a", "extra"]], {"q": "a"},
+                                     [None]])
+def test_history_pairs_explains_what_it_expects(history):
+    with pytest.raises(QAError, match=r"history must be a list of \[question, answer\] pairs of text"):
+        history_pairs(history)

@@ -380,3 +380,13 @@ def test_phone_shows_the_question_with_its_answer_and_the_sources_next(browser, 
         assert user["y"] - chat["y"] < 60, (chat, user)  # its question at the top of the chat: most of it is shown
     finally:
         context.close()
+
+
+def test_a_double_click_on_ask_sends_the_question_once_and_shows_no_notice(page):
+    box = page.locator("#qa-question textarea")
+    box.fill(TROOPS)
+    page.locator("#qa-ask").dblclick()  # the second click finds the box already emptied by the first
+    expect(page.locator("#qa-sources .qa-for")).to_contain_text(TROOPS, timeout=SLOW)
+    expect(last_answer(page)).to_contain_text("fifty")
+    expect(page.locator("#qa-chat [data-testid=user]")).to_have_text([TROOPS])
+    expect(page.locator(".toast-body")).to_have_count(0)  # no "the question is empty" notice

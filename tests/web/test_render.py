@@ -1,15 +1,25 @@
-"""The HTML that app.py builds from answers: escaped text, clickable markers, highlighted spans."""
+"""The HTML of answers and sources (qa/web/render.py): escaped text, clickable markers, highlighted spans."""
 
 from __future__ import annotations
 
 import re
 
-import app
-from qa import Answer, Citation, Document, Phrase
+from qa import Answer, Assistant, Citation, Document, Phrase
+from qa.web.render import (
+    VIEW_CHARS,
+    answer_html,
+    confidence_words,
+    document_name,
+    document_view,
+    esc,
+    marked,
+    sources_html,
+)
+from qa.web.uploads import read_upload
 
 
 def test_escape_makes_markup_inert():
-    assert app.esc('<script>x</script> <img src=x onerror="y"> ${1} {{v}} &amp;') == (
+    assert esc('<script>x</script> <img src=x onerror="y"> ${1} {{v}} &amp;') == (
         "&lt;script&gt;x&lt;/script&gt; &lt;img src=x onerror=&quot;y&quot;&gt; &#36;&#123;1&#125; "
         "&#123;&#123;v&#125;&#125; &amp;amp;")
 
@@ -17,15 +27,15 @@ def test_escape_makes_markup_inert():
 def test_answer_markers_become_spans_and_text_is_escaped():
     citation = Citation(1, "d", "T", 0, 9, "<b>hi</b>", 0.9, "<b>hi</b>", 0, 9)
     answer = Answer("q", "<b>hi</b> [1] and [7]", True, (citation,))
-    shown = app.answer_html(3, answer)
+    shown = answer_html(3, answer)
     assert "&lt;b&gt;hi&lt;/b&gt;" in shown and "<b>" not in shown
     assert '<span class="qa-marker qa-t3 qa-n1"' in shown
     assert "[7]" in shown and "qa-n7" not in shown  # only real citations are markers
 
 
 def test_sources_highlight_the_cited_span_in_context_and_document(retriever):
-    answer = app.Assistant(retriever).ask("How many troops would the new US policy send to Libya?")
-    shown = app.sources_html(0, answer, retriever)
+    answer = Assistant(retriever).ask("How many troops would the new US policy send to Libya?")
+    shown = sources_html(0, answer, retriever)
     c = answer.citations[0]
     assert f"characters {c.start}–{c.end}" in shown
     assert shown.count("<mark>") == 2 * len(answer.citations)  # each: once in its passage, once in the viewer
@@ -36,18 +46,13 @@ def test_sources_highlight_the_cited_span_in_context_and_document(retriever):
 def test_document_view_windows_long_documents():
     document = Document("long", "a " * 20000 + "NEEDLE" + " b" * 20000)
     start = document.text.index("NEEDLE")
-    view = app.document_view(document, start, start + 6)
+    view = document_view(document, start, start + 6)
     assert "<mark>NEEDLE</mark>" in view
     assert view.startswith("… ") and view.endswith(" …")
-    assert len(view) < 2 * app.VIEW_CHARS + 100
+    assert len(view) < 2 * VIEW_CHARS + 100
     short = Document("short", "one  two\n  NEEDLE three")
     at = short.text.index("NEEDLE")
-    assert app.document_view(short, at, at + 6) == "one two\n<mark>NEEDLE</mark> three"
-
-
-def test_unique_ids_are_suffixed():
-    assert app.unique_id("notes", {"notes", "notes-2"}) == "notes-3"
-    assert app.unique_id("other", {"notes"}) == "other"
+    assert document_view(short, at, at + 6) == "one two\n<mark>NEEDLE</mark> three"
 
 
 def test_the_short_answer_leads_in_bold_and_is_marked_inside_its_source():
@@ -55,17 +60,11 @@ def test_the_short_answer_leads_in_bold_and_is_marked_inside_its_source():
     citation = Citation(1, "d", "T", 0, len(text), text, 0.9, text, 0, len(text))
     phrase = Phrase("1563", "d", text.index("1563"), text.index("1563") + 4, 0.8)
     answer = Answer("When?", f"{text} [1]", True, (citation,), confidence=0.9, phrase=phrase)
-    shown = app.answer_html(0, answer)
+    shown = answer_html(0, answer)
     assert shown.startswith("<strong>1563</strong>")
     assert "very likely right (90%)" in shown
-    assert '<strong class="qa-phrase">1563</strong>' in app.marked(citation, answer)
-    assert app.confidence_words(0.3) == "unsure: check the source"
-
-
-def test_the_theme_uses_system_fonts_only():
-    theme = app.theme()
-    assert theme._font_css == [] and theme._stylesheets == []  # no @font-face, nothing fetched
-    assert theme.font.startswith("ui-sans-serif") and "Source Sans" not in theme.font
+    assert '<strong class="qa-phrase">1563</strong>' in marked(citation, answer)
+    assert confidence_words(0.3) == "unsure: check the source"
 
 
 def cite(n: int, document: Document, sentence: str, *, also_in: tuple[str, ...] = ()) -> Citation:
@@ -79,12 +78,12 @@ def test_sources_show_each_document_once_above_its_cards(retriever, tmp_path):
     sentences = ["This plan could face several immediate challenges.",
                  "The Libya policy would also seek to reopen the US embassy in"]
     citations = tuple(cite(n, article, s) for n, s in enumerate(sentences, 1))
-    answer = app.Answer("q", "One. [1] Two. [2]", True, citations, confidence=0.9)
-    shown = app.sources_html(0, answer, retriever)
+    answer = Answer("q", "One. [1] Two. [2]", True, citations, confidence=0.9)
+    shown = sources_html(0, answer, retriever)
     assert shown.count('class="qa-source"') == 2
     assert shown.count('class="qa-doc-head"') == 1  # the 16-word title once, not on every card
     cards = re.sub(r"<details.*?</details>", "", shown, flags=re.S)  # less the document viewers, closed
-    assert cards.count(app.esc(article.title)) == 2  # the heading, and the copied text's one line for it
+    assert cards.count(esc(article.title)) == 2  # the heading, and the copied text's one line for it
     assert 'data-cite="0-1"' in shown and 'data-cite="0-2"' in shown
     assert shown.index('class="qa-doc-head"') < shown.index('class="qa-source"')
 
@@ -95,17 +94,17 @@ def test_uploaded_documents_are_named_by_their_file_and_copies_are_named(retriev
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "zebra-notes.txt").write_text(notes)
     # read as the app reads uploads: each keeps its file's name, not where it lay on the server
-    first = app.read_upload(str(tmp_path / "a" / "zebra-notes.txt"), taken=set(), chars=0, count=0)
-    copy = app.read_upload(str(tmp_path / "b" / "zebra-notes.txt"), taken={"zebra-notes"}, chars=0, count=1)
+    first = read_upload(str(tmp_path / "a" / "zebra-notes.txt"), taken=set(), chars=0, count=0)
+    copy = read_upload(str(tmp_path / "b" / "zebra-notes.txt"), taken={"zebra-notes"}, chars=0, count=1)
     corpus = retriever.extend([first, copy])
     sentence = "The herd of Okavango zebras migrated exactly 412 kilometres in the spring of 2021."
     article = retriever.documents[0]
     citations = (cite(1, first, sentence, also_in=("zebra-notes-2",)),
                  cite(2, article, "This plan could face several immediate challenges."))
-    shown = app.sources_html(0, app.Answer("q", "Zebras. [1] Plans. [2]", True, citations, confidence=0.9), corpus)
+    shown = sources_html(0, Answer("q", "Zebras. [1] Plans. [2]", True, citations, confidence=0.9), corpus)
     heads = shown.split('class="qa-doc-head"')[1:]
     assert len(heads) == 2
     assert '<span class="qa-title">zebra-notes</span><span class="qa-file">zebra-notes.txt</span>' in heads[0]
     assert "also in: zebra-notes (zebra-notes.txt, zebra-notes-2)" in shown
     assert str(tmp_path) not in shown.split('class="qa-copy"')[0]  # a file's name, never where it lay on the server
-    assert app.document_name(corpus, "libya-policy-newsweek") == article.title  # no file: the title alone
+    assert document_name(corpus, "libya-policy-newsweek") == article.title  # no file: the title alone

@@ -11,6 +11,8 @@ import httpx
 import pytest
 from http_page import HttpPage
 
+from qa.web.render import served_name
+
 pytestmark = pytest.mark.filterwarnings("ignore:::gradio.queueing")
 UI_EVENTS = ("take", "respond", "upload", "clear", "choose", "remove", "reset", "show_turn")
 TROOPS = "How many troops would the new US policy send to Libya?"
@@ -205,10 +207,5 @@ def test_serve_index_answers_over_the_collection_with_ids_and_paths(collection_s
     finally:
         page.close()
     assert answer_over_http(collection_server.url, "Where does the okapi live?")["found"] is False
-    assert app_module().served_name(collection_server.handlers.base) == "the served documents (2)"
+    assert served_name(collection_server.handlers.base) == "the served documents (2)"
 
-
-def app_module():
-    import app
-
-    return app
