@@ -53,9 +53,17 @@ FORMAT_VERSION = 1
 
 # What the logistic layers see, in order; `qa train` fits one weight per name.
 FIRST_STAGE_FEATURES = ("dense", "overlap", "overlap_with_previous", "passage")
-SENTENCE_FEATURES = ("relevance", "relevance_gap", "dense", "overlap", "overlap_with_previous", "passage",
+SENTENCE_FEATURES = ("relevance", "relevance_gap", "dense_gap", "overlap_gap", "overlap_with_previous_gap", "passage",
                      "cited_before", "follows_cited")
-QUESTION_FEATURES = ("best_relevance", "best_probability", "second_gap", "best_dense", "best_overlap")
+QUESTION_FEATURES = ("best_relevance", "best_probability", "second_gap", "best_dense_capped")
+# Every feature a layer may name in its manifest (older models name the absolute similarities). The defaults
+# above leave out how much of the question's wording or embedding the sentences share, taken absolutely: SQuAD's
+# questions were written looking at their paragraph and share far more of its words than a user's question does,
+# so a layer fitted on that level refuses paraphrased questions. Compared between candidates, it still ranks them.
+# Only low similarity is kept as evidence, capped at `dense_ceiling` (see `question_features`): a question that
+# hardly resembles any sentence is off-topic, whoever wrote it.
+KNOWN_SENTENCE_FEATURES = (*SENTENCE_FEATURES, "dense", "overlap", "overlap_with_previous")
+KNOWN_QUESTION_FEATURES = (*QUESTION_FEATURES, "best_dense", "best_overlap")
 PHRASE_FEATURES = ("span_log_probability", "sentence_probability", "span_words")
 #: Most word pieces a short answer spans.
 MAX_PHRASE_TOKENS = 30
@@ -151,8 +159,9 @@ class AnswerRanker:
         calibration = self.manifest.get("calibration") or {}
         self._first = _Logistic.from_json(self.manifest["first_stage"], FIRST_STAGE_FEATURES)
         if calibration:
-            self._sentence = _Logistic.from_json(calibration["sentence"], SENTENCE_FEATURES)
-            self._question = _Logistic.from_json(calibration["question"], QUESTION_FEATURES)
+            self._sentence = _Logistic.from_json(calibration["sentence"], KNOWN_SENTENCE_FEATURES)
+            self._question = _Logistic.from_json(calibration["question"], KNOWN_QUESTION_FEATURES)
+            self.dense_ceiling = float(calibration.get("dense_ceiling", 1.0))
             self.min_answerable = float(calibration["min_answerable"])
             self._confidence = Confidence.from_json(calibration["confidence"]) if "confidence" in calibration else None
             self._phrase = _Logistic.from_json(calibration["phrase"]["model"], PHRASE_FEATURES)
@@ -197,9 +206,10 @@ class AnswerRanker:
         """The logistic layers over given cross-encoder scores (split out for training and tests)."""
         if len(relevance) == 0:
             return Ranking(read, np.zeros(0), 0.0, relevance, ())
-        rows = sentence_features(relevance, evidence)
+        rows = sentence_features(relevance, evidence, self._sentence.names)
         probabilities = self._sentence.probability(rows)
-        answerable = float(self._question.probability(question_features(relevance, probabilities, evidence)[None])[0])
+        question = question_features(relevance, probabilities, evidence, self._question.names, self.dense_ceiling)
+        answerable = float(self._question.probability(question[None])[0])
         return Ranking(read, probabilities, answerable, relevance, tuple(spans))
 
     def confidence(self, first: float, answerable: float, share: float | None = None) -> float:
@@ -336,22 +346,47 @@ def first_stage_features(evidence: Sequence[Evidence]) -> np.ndarray:
                       dtype=np.float64).reshape(len(evidence), len(FIRST_STAGE_FEATURES))
 
 
-def sentence_features(relevance: np.ndarray, evidence: Sequence[Evidence]) -> np.ndarray:
-    """Rows of `SENTENCE_FEATURES`, shape (n, len(SENTENCE_FEATURES))."""
-    best = float(relevance.max()) if len(relevance) else 0.0
-    return np.asarray([
-        [float(r), float(r) - best, e.dense, e.overlap, e.overlap_with_previous, e.passage, e.cited_before,
-         e.follows_cited]
-        for r, e in zip(relevance, evidence, strict=True)
-    ], dtype=np.float64).reshape(len(evidence), len(SENTENCE_FEATURES))
+def sentence_features(relevance: np.ndarray, evidence: Sequence[Evidence],
+                      names: Sequence[str] = SENTENCE_FEATURES) -> np.ndarray:
+    """Rows of the named sentence features (see `KNOWN_SENTENCE_FEATURES`), shape (n, len(names)).
+
+    A `_gap` feature is the value minus the best value among the candidates read.
+    """
+    n = len(evidence)
+    columns = {
+        "relevance": np.asarray(relevance, dtype=np.float64).reshape(n),
+        "dense": np.asarray([e.dense for e in evidence], dtype=np.float64),
+        "overlap": np.asarray([e.overlap for e in evidence], dtype=np.float64),
+        "overlap_with_previous": np.asarray([e.overlap_with_previous for e in evidence], dtype=np.float64),
+        "passage": np.asarray([e.passage for e in evidence], dtype=np.float64),
+        "cited_before": np.asarray([e.cited_before for e in evidence], dtype=np.float64),
+        "follows_cited": np.asarray([e.follows_cited for e in evidence], dtype=np.float64),
+    }
+    for name in ("relevance", "dense", "overlap", "overlap_with_previous"):
+        values = columns[name]
+        columns[f"{name}_gap"] = values - (values.max() if n else 0.0)
+    return np.stack([columns[name] for name in names], axis=1) if n else np.zeros((0, len(names)))
 
 
-def question_features(relevance: np.ndarray, probabilities: np.ndarray, evidence: Sequence[Evidence]) -> np.ndarray:
-    """The row of `QUESTION_FEATURES` for one question, shape (len(QUESTION_FEATURES),)."""
+def question_features(relevance: np.ndarray, probabilities: np.ndarray, evidence: Sequence[Evidence],
+                      names: Sequence[str] = QUESTION_FEATURES, dense_ceiling: float = 1.0) -> np.ndarray:
+    """The row of the named question features (see `KNOWN_QUESTION_FEATURES`) for one question.
+
+    `best_dense_capped` is the best dense similarity, but no more than `dense_ceiling`: `qa train` sets that
+    to a low quantile of questions asked of a corpus without their article (`DENSE_CEILING_QUANTILE`), so
+    that only similarity lower than almost every unanswered question's counts, as a sign of an off-topic one.
+    """
     ordered = np.sort(relevance)[::-1]
-    second_gap = float(ordered[0] - ordered[1]) if len(ordered) > 1 else 0.0
-    return np.asarray([float(ordered[0]), float(probabilities.max()), second_gap,
-                       max(e.dense for e in evidence), max(max(e.overlap, e.overlap_with_previous) for e in evidence)])
+    best_dense = max(e.dense for e in evidence)
+    values = {
+        "best_dense_capped": min(best_dense, dense_ceiling),
+        "best_relevance": float(ordered[0]),
+        "best_probability": float(probabilities.max()),
+        "second_gap": float(ordered[0] - ordered[1]) if len(ordered) > 1 else 0.0,
+        "best_dense": best_dense,
+        "best_overlap": max(max(e.overlap, e.overlap_with_previous) for e in evidence),
+    }
+    return np.asarray([values[name] for name in names])
 
 
 @dataclass(frozen=True)
@@ -365,11 +400,13 @@ class _Logistic:
     bias: float
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], names: Sequence[str]) -> _Logistic:
-        if tuple(data["features"]) != tuple(names):
-            raise ModelUnavailableError(f"answer ranker expects features {list(names)}, the model has "
-                                        f"{data['features']}; regenerate it with `qa train`")
-        return cls(tuple(names), np.asarray(data["mean"]), np.asarray(data["scale"]), np.asarray(data["weights"]),
+    def from_json(cls, data: dict[str, Any], known: Sequence[str]) -> _Logistic:
+        """The layer saved in a manifest; it names its features, each of which must be one of `known`."""
+        names = tuple(data["features"])
+        if not names or not set(names) <= set(known) or len(data["weights"]) != len(names):
+            raise ModelUnavailableError(f"answer ranker: a layer names features {list(names)}, this version knows "
+                                        f"{list(known)}; regenerate it with `qa train`")
+        return cls(names, np.asarray(data["mean"]), np.asarray(data["scale"]), np.asarray(data["weights"]),
                    float(data["bias"]))
 
     def to_json(self) -> dict[str, Any]:

@@ -643,13 +643,16 @@ def calibrate(read: Sequence[tuple[np.ndarray, list[Span | None]]], examples: Se
     sentence = _fit(LogisticRegression, np.concatenate(rows), np.asarray(labels), SENTENCE_FEATURES)
     question_rows, answerable, outcomes, firsts = [], [], [], []
     phrase_rows, phrase_right = [], []
+    absent = [max(e.dense for e in example.evidence if e is not None) for example in examples
+              if example.kind == "absent" and any(e is not None for e in example.evidence)]
+    dense_ceiling = float(np.quantile(absent, DENSE_CEILING_QUANTILE)) if absent else 1.0
     for (scores, spans), example in zip(read, examples, strict=True):
         keep = [k for k, e in enumerate(example.evidence) if e is not None]
         if not keep:
             continue
         evidence = [example.evidence[k] for k in keep]
         probabilities = sentence.probability(sentence_features(scores[keep], evidence))
-        question_rows.append(question_features(scores[keep], probabilities, evidence))
+        question_rows.append(question_features(scores[keep], probabilities, evidence, dense_ceiling=dense_ceiling))
         answerable.append(example.answerable)
         outcomes.append((example, [example.sentences[k] for k in keep], probabilities))
         top = keep[int(np.argmax(probabilities))]
@@ -668,10 +671,17 @@ def calibrate(read: Sequence[tuple[np.ndarray, list[Span | None]]], examples: Se
         answerable_p) else 0.5
     figures = _figures(outcomes, p_answerable, threshold)
     figures["short answer right (F1 >= 0.5) when [1] is shown"] = float(np.mean(phrase_right)) if phrase_right else 0.0
-    calibration = {"sentence": sentence.to_json(), "question": question.to_json(), "min_answerable": threshold,
+    calibration = {"sentence": sentence.to_json(), "question": question.to_json(), "dense_ceiling": dense_ceiling,
+                   "min_answerable": threshold,
                    "phrase": {"model": phrase.to_json(), "min_probability": PHRASE_MIN_PROBABILITY}}
     return calibration, figures
 
+
+#: The question layer's dense similarity counts only below the level that this share of the questions asked of
+#: a corpus without their article stay under: similarity lower than that of almost every unanswered SQuAD question
+#: says "off-topic", while the level above it says more about how SQuAD's questions were written (looking at their
+#: paragraph) than about whether the documents answer (see `qa.ranker.QUESTION_FEATURES`).
+DENSE_CEILING_QUANTILE = 0.1
 
 #: A short answer is shown when it is more likely right than wrong.
 PHRASE_MIN_PROBABILITY = 0.5
@@ -847,23 +857,68 @@ def train(files: Sequence[str | Path], out: str | Path, config: TrainConfig = Tr
         staging = Path(tmp) / out.name
         staging.mkdir()
         export_onnx(model, staging / MODEL_FILE)
-        validation = make_examples(retriever, development["validation"], settings, gold=False, follow_ups=True,
-                                   rng=random.Random(config.seed), progress="validation candidates")
-        validation += absent_examples(retriever, development["validation"], settings)
-        validation = [shortlisted(e, first_stage, settings.rerank_sentences) for e in validation]
         provisional = _manifest(files, training_files, config, first_stage, {}, {}, staging, seconds=0.0)
-        (staging / MANIFEST).write_text(json.dumps(provisional), encoding="utf-8")
-        unscaled = AnswerRanker(staging, threads=config.threads, relevance_only=True)
-        calibration, figures = calibrate(score_examples(unscaled, validation), validation, config)
-        (staging / MANIFEST).write_text(json.dumps({**provisional, "calibration": calibration}), encoding="utf-8")
-        echo("calibrating the confidence on the answering path")
-        confidence, more = calibrate_confidence(AnswerRanker(staging, threads=config.threads), retriever,
-                                                development["validation"], settings)
-        calibration["confidence"], figures = confidence.to_json(), {**figures, **more}
+        calibration, figures = calibrate_model(staging, provisional, retriever, development["validation"], config,
+                                               settings, echo)
         manifest = _manifest(files, training_files, config, first_stage, calibration, figures, staging,
                              seconds=model.training_seconds + time.perf_counter() - trained)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         AnswerRanker(staging)  # loads and checks what is about to be shipped
+        _replace_dir(staging, out)
+    echo(f"wrote {out} in {time.perf_counter() - started:.0f} s")
+    echo(figures_table(manifest["validation"]))
+    return manifest
+
+
+def calibrate_model(staging: Path, manifest: dict[str, Any], retriever: Any, validation: Sequence[SquadQuestion],
+                    config: TrainConfig, settings: Settings, echo: Any) -> tuple[dict[str, Any], dict[str, float]]:
+    """Fit every layer after the cross-encoder (stages 3 and 4) for the model in `staging`, whose `manifest`
+    holds its cross-encoder and first stage; returns (calibration, validation figures)."""
+    first_stage = _Logistic.from_json(manifest["first_stage"], FIRST_STAGE_FEATURES)
+    examples = make_examples(retriever, validation, settings, gold=False, follow_ups=True,
+                             rng=random.Random(config.seed), progress="validation candidates")
+    examples += absent_examples(retriever, validation, settings)
+    examples = [shortlisted(e, first_stage, settings.rerank_sentences) for e in examples]
+    uncalibrated = {k: v for k, v in manifest.items() if k != "calibration"}
+    (staging / MANIFEST).write_text(json.dumps(uncalibrated), encoding="utf-8")
+    unscaled = AnswerRanker(staging, threads=config.threads, relevance_only=True)
+    calibration, figures = calibrate(score_examples(unscaled, examples), examples, config)
+    (staging / MANIFEST).write_text(json.dumps({**uncalibrated, "calibration": calibration}), encoding="utf-8")
+    echo("calibrating the confidence on the answering path")
+    confidence, more = calibrate_confidence(AnswerRanker(staging, threads=config.threads), retriever, validation,
+                                            settings)
+    calibration["confidence"] = confidence.to_json()
+    return calibration, {**figures, **more}
+
+
+def recalibrate(files: Sequence[str | Path], out: str | Path, config: TrainConfig = TrainConfig(), *,
+                confidence_only: bool = False, echo: Any = None) -> dict[str, Any]:
+    """Refit the layers after the cross-encoder of the model at `out` (`qa train --calibration-only`), or only
+    the answer's confidence (`--confidence-only`); the cross-encoder and the first stage stay as they are.
+    Writes the manifest atomically; returns it."""
+    if confidence_only:
+        return recalibrate_confidence(files, out, config, echo=echo)
+    from .retrieval import Retriever
+
+    echo = echo or (lambda line: print(line, file=sys.stderr))
+    started = time.perf_counter()
+    out = Path(out)
+    documents, questions = load_squad(files)
+    splits = split_articles(questions, seed=config.seed)
+    validation = [q for q in questions if splits[q.article] == "validation"][:config.limit or None]
+    settings = Settings(index_type="flat")
+    retriever = Retriever.build(documents, settings=settings)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+        staging = Path(tmp) / out.name
+        shutil.copytree(out, staging)
+        manifest = read_manifest(staging)
+        echo(f"calibrating the layers after the cross-encoder: {len(validation)} validation questions")
+        manifest["calibration"], manifest["validation"] = calibrate_model(staging, manifest, retriever, validation,
+                                                                          config, settings, echo)
+        manifest["training"]["calibration_seconds"] = round(time.perf_counter() - started)
+        manifest["training"].pop("confidence_seconds", None)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        AnswerRanker(staging)
         _replace_dir(staging, out)
     echo(f"wrote {out} in {time.perf_counter() - started:.0f} s")
     echo(figures_table(manifest["validation"]))
@@ -978,6 +1033,8 @@ def add_train_command(commands: Any) -> None:
                         help="where training state is saved every --checkpoint-minutes (default: the user's cache)")
     parser.add_argument("--checkpoint-minutes", type=float, default=TrainConfig.checkpoint_minutes)
     parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    parser.add_argument("--calibration-only", action="store_true",
+                        help="refit the layers after the cross-encoder of the model at --out (no training)")
     parser.add_argument("--confidence-only", action="store_true",
                         help="refit only the answer's confidence of the model at --out (no training)")
     parser.add_argument("--seed", type=int, default=SEED)
@@ -1002,8 +1059,8 @@ def _run(args: argparse.Namespace) -> int:
     config = TrainConfig(questions=args.questions, epochs=args.epochs, layers=args.layers, threads=args.threads,
                          device=args.device, checkpoint_minutes=args.checkpoint_minutes, seed=args.seed,
                          limit=args.limit, steps=args.steps)
-    if args.confidence_only:
-        recalibrate_confidence(args.files, args.out, config)
+    if args.calibration_only or args.confidence_only:
+        recalibrate(args.files, args.out, config, confidence_only=args.confidence_only)
         return 0
     train(args.files, args.out, config, training_files=args.training_files, checkpoint=args.checkpoint,
           resume=args.resume)

@@ -131,7 +131,7 @@ def _tiny_squad(source: Path, path: Path, articles: slice) -> Path:
 def test_training_runs_end_to_end_resumes_and_repeats(tmp_path: Path) -> None:
     """A smoke run trains, checkpoints, calibrates, exports and writes a model that loads; resuming from its
     final checkpoint, and a second run with the same seed, give the same model (no figures asserted)."""
-    from qa.train import TrainConfig, recalibrate_confidence, train
+    from qa.train import TrainConfig, recalibrate, recalibrate_confidence, train
 
     if not SQUAD_V2.is_file():
         pytest.skip(f"{SQUAD_V2} not found")
@@ -167,6 +167,11 @@ def test_training_runs_end_to_end_resumes_and_repeats(tmp_path: Path) -> None:
     assert refitted["files"] == manifest["files"] and refitted["first_stage"] == manifest["first_stage"]
     assert {k: v for k, v in refitted["calibration"].items() if k != "confidence"} == {
         k: v for k, v in manifest["calibration"].items() if k != "confidence"}
+
+    # `qa train --calibration-only` refits every layer after the cross-encoder: the full run's, exactly.
+    refitted = recalibrate([development], out, config, echo=lambda line: None)
+    assert refitted["files"] == manifest["files"] and refitted["first_stage"] == manifest["first_stage"]
+    assert json.dumps(refitted["calibration"], sort_keys=True) == json.dumps(manifest["calibration"], sort_keys=True)
 
 
 def test_a_checkpoint_of_other_settings_is_refused(tmp_path: Path) -> None:
@@ -209,3 +214,61 @@ def test_a_known_share_of_answered_questions_moves_the_confidence_by_bayes_rule(
 
 def test_load_ranker_is_shared() -> None:
     assert load_ranker() is load_ranker()
+
+
+def test_a_layer_may_name_any_known_features_in_its_own_order() -> None:
+    from qa.errors import ModelUnavailableError
+    from qa.ranker import KNOWN_QUESTION_FEATURES, Evidence, _Logistic, question_features, sentence_features
+
+    saved = {"features": ["best_dense", "best_relevance"], "mean": [0.5, 1.0], "scale": [0.2, 2.0],
+             "weights": [1.0, 0.5], "bias": 0.0}
+    layer = _Logistic.from_json(saved, KNOWN_QUESTION_FEATURES)  # an older model's absolute similarity
+    assert layer.names == ("best_dense", "best_relevance")
+    with pytest.raises(ModelUnavailableError, match="regenerate"):
+        _Logistic.from_json({**saved, "features": ["best_dense", "question_length"]}, KNOWN_QUESTION_FEATURES)
+
+    evidence = [Evidence(dense=0.7, overlap=0.5, overlap_with_previous=0.5, passage=1.0),
+                Evidence(dense=0.2, overlap=0.0, overlap_with_previous=0.1, passage=0.5)]
+    relevance = np.asarray([3.0, -1.0])
+    rows = sentence_features(relevance, evidence, ("dense_gap", "relevance_gap", "dense"))
+    np.testing.assert_allclose(rows, [[0.0, 0.0, 0.7], [-0.5, -4.0, 0.2]])
+    capped = question_features(relevance, np.asarray([0.8, 0.1]), evidence, ("best_dense_capped", "best_dense"),
+                               dense_ceiling=0.45)
+    np.testing.assert_allclose(capped, [0.45, 0.7])
+
+
+@pytest.fixture(scope="module")
+def informal() -> Assistant:
+    """Text unlike Wikipedia, written for this test: a forum thread in loose lines and a short review."""
+    thread = ("Thread: sourdough keeps coming out flat??\ncrumb_queen\nPosted 2 days ago\n"
+              "my sourdough keeps coming out flat and dense lol\n"
+              "the starter is 5 days old and i feed it once a day with rye\n"
+              "i bake at 230 for 40 minutes in a dutch oven, lid off for the last 15\nany ideas\n\n---\n"
+              "old_baker_tom\nPosted 2 days ago\n"
+              "your starter is too young imo, give it two weeks of daily feeding before you bake with it\n"
+              "also try a longer cold proof in the fridge, overnight at least\n")
+    review = ("Bought the Kettleton Pro electric kettle in March for 59 pounds. Boils a full litre in about two and a "
+              "half minutes, which is quicker than my old one. The lid sticks sometimes. Customer service swapped the "
+              "base for free when the light stopped working. Would I buy it again? probably yes.")
+    return Assistant(Retriever.build([Document("bread", thread, title="sourdough-thread.txt"),
+                                      Document("kettle", review, title="kettle-review.txt")]))
+
+
+@pytest.mark.parametrize(("question", "answer"), [
+    ("How long should the starter mature before baking?", "two weeks"),
+    ("What temperature does she bake at?", "230"),
+    ("How fast does the kettle heat water?", "two and a half minutes"),
+    ("What did support do about the broken light?", "swapped the base"),
+])
+def test_paraphrased_questions_about_informal_text_are_answered(informal: Assistant, question: str,
+                                                                answer: str) -> None:
+    """A user's question shares fewer words with the text than SQuAD's do; it is still answered, from the right
+    line (the refusal does not lean on how much of the wording the question copies)."""
+    answer_ = informal.ask(question)
+    assert answer_.found, (question, answer_.answerable)
+    assert answer in answer_.citations[0].text
+
+
+def test_off_topic_questions_about_informal_text_are_refused(informal: Assistant) -> None:
+    for question in ("What is the capital of Peru?", "Who won the 1998 World Cup?"):
+        assert not informal.ask(question).found, question
