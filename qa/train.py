@@ -896,8 +896,6 @@ def recalibrate(files: Sequence[str | Path], out: str | Path, config: TrainConfi
     """Refit the layers after the cross-encoder of the model at `out` (`qa train --calibration-only`), or only
     the answer's confidence (`--confidence-only`); the cross-encoder and the first stage stay as they are.
     Writes the manifest atomically; returns it."""
-    if confidence_only:
-        return recalibrate_confidence(files, out, config, echo=echo)
     from .retrieval import Retriever
 
     echo = echo or (lambda line: print(line, file=sys.stderr))
@@ -912,45 +910,21 @@ def recalibrate(files: Sequence[str | Path], out: str | Path, config: TrainConfi
         staging = Path(tmp) / out.name
         shutil.copytree(out, staging)
         manifest = read_manifest(staging)
-        echo(f"calibrating the layers after the cross-encoder: {len(validation)} validation questions")
-        manifest["calibration"], manifest["validation"] = calibrate_model(staging, manifest, retriever, validation,
-                                                                          config, settings, echo)
-        manifest["training"]["calibration_seconds"] = round(time.perf_counter() - started)
-        manifest["training"].pop("confidence_seconds", None)
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        AnswerRanker(staging)
-        _replace_dir(staging, out)
-    echo(f"wrote {out} in {time.perf_counter() - started:.0f} s")
-    echo(figures_table(manifest["validation"]))
-    return manifest
-
-
-def recalibrate_confidence(files: Sequence[str | Path], out: str | Path, config: TrainConfig = TrainConfig(), *,
-                           echo: Any = None) -> dict[str, Any]:
-    """Refit only the answer's confidence of the model at `out` (`qa train --confidence-only`); the
-    cross-encoder and the other layers stay as they are. Writes the manifest atomically; returns it."""
-    from .retrieval import Retriever
-
-    echo = echo or (lambda line: print(line, file=sys.stderr))
-    started = time.perf_counter()
-    out = Path(out)
-    documents, questions = load_squad(files)
-    splits = split_articles(questions, seed=config.seed)
-    validation = [q for q in questions if splits[q.article] == "validation"][:config.limit or None]
-    settings = Settings(index_type="flat")
-    retriever = Retriever.build(documents, settings=settings)
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        staging = Path(tmp) / out.name
-        shutil.copytree(out, staging)
-        manifest = read_manifest(staging)
-        manifest["calibration"].pop("confidence", None)
-        (staging / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
-        echo(f"calibrating the confidence on the answering path: {len(validation)} validation questions")
-        confidence, figures = calibrate_confidence(AnswerRanker(staging, threads=config.threads), retriever,
-                                                   validation, settings)
-        manifest["calibration"]["confidence"] = confidence.to_json()
-        manifest["validation"] = {**{k: v for k, v in manifest["validation"].items() if "ECE" not in k}, **figures}
-        manifest["training"]["confidence_seconds"] = round(time.perf_counter() - started)
+        if confidence_only:
+            manifest["calibration"].pop("confidence", None)
+            (staging / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+            echo(f"calibrating the confidence on the answering path: {len(validation)} validation questions")
+            confidence, figures = calibrate_confidence(AnswerRanker(staging, threads=config.threads), retriever,
+                                                       validation, settings)
+            manifest["calibration"]["confidence"] = confidence.to_json()
+            manifest["validation"] = {**{k: v for k, v in manifest["validation"].items() if "ECE" not in k},
+                                      **figures}
+        else:
+            echo(f"calibrating the layers after the cross-encoder: {len(validation)} validation questions")
+            manifest["calibration"], manifest["validation"] = calibrate_model(staging, manifest, retriever,
+                                                                              validation, config, settings, echo)
+        manifest["training"]["confidence_seconds" if confidence_only else "calibration_seconds"] = round(
+            time.perf_counter() - started)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         AnswerRanker(staging)
         _replace_dir(staging, out)

@@ -131,7 +131,7 @@ def _tiny_squad(source: Path, path: Path, articles: slice) -> Path:
 def test_training_runs_end_to_end_resumes_and_repeats(tmp_path: Path) -> None:
     """A smoke run trains, checkpoints, calibrates, exports and writes a model that loads; resuming from its
     final checkpoint, and a second run with the same seed, give the same model (no figures asserted)."""
-    from qa.train import TrainConfig, recalibrate, recalibrate_confidence, train
+    from qa.train import TrainConfig, recalibrate, train
 
     if not SQUAD_V2.is_file():
         pytest.skip(f"{SQUAD_V2} not found")
@@ -162,7 +162,7 @@ def test_training_runs_end_to_end_resumes_and_repeats(tmp_path: Path) -> None:
     assert all(0.0 <= c <= 1.0 for c in confidences)
 
     # `qa train --confidence-only` refits the same confidence from the model alone, and changes nothing else.
-    refitted = recalibrate_confidence([development], out, config, echo=lambda line: None)
+    refitted = recalibrate([development], out, config, confidence_only=True, echo=lambda line: None)
     assert [AnswerRanker(out).confidence(*point) for point in points] == pytest.approx(confidences, abs=1e-6)
     assert refitted["files"] == manifest["files"] and refitted["first_stage"] == manifest["first_stage"]
     assert {k: v for k, v in refitted["calibration"].items() if k != "confidence"} == {
