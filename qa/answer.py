@@ -21,7 +21,10 @@ The composer is extractive, so every claim is the document's own words:
    when it adds support the first lacks: the first is not yet convincing
    (the chance that none cited answers is above 1 - `cite_confidence`) and
    the other is nearly as likely (at least `cite_ratio` of the first's
-   probability). Chosen neighbours in a document are cited as one span.
+   probability). Chosen neighbours in a document are cited as one span. The
+   sentence after [1] joins it when it opens by referring back to it ("The
+   first of which is …") and the ranker gives it some chance of answering
+   (`continuation_share`): [1] often only announces what that sentence says.
 6. The short answer. The cross-encoder also marks the phrase inside
    citation [1] that answers (a span of its words); it leads the answer when
    its calibrated probability of being right is at least one half.
@@ -197,6 +200,10 @@ class Assistant:
         probabilities, copies = self._without_copies(found, ranking)
         chosen = cited(probabilities, self.settings.max_citations, self.settings.cite_confidence,
                        self.settings.cite_ratio)
+        following = continuation(self.retriever, [found.sentences[i] for i in ranking.read], probabilities,
+                                 chosen[0], self.settings.continuation_share)
+        if following is not None and following not in chosen:
+            chosen.append(following)
         pairs = [(found.sentences[ranking.read[i]], float(ranking.probabilities[i])) for i in chosen]
         best = chosen[0]
         span = ranking.spans[best] if ranking.spans else None
@@ -327,6 +334,39 @@ def collapsed_to_original(text: str, start: int, end: int) -> tuple[int, int]:
     start = positions[min(start, len(positions) - 1)]
     end = positions[min(end, len(positions)) - 1] + 1 if end > 0 else start
     return start, max(start, end)
+
+
+# A sentence opening like this refers back to the one before it: a pronoun, a demonstrative, "such",
+# "which", or an ordinal that picks from what was just listed ("The first of which is …").
+_OPENS_WITH_REFERENCE = re.compile(
+    r"[\"'\u201c\u2018(]?\s*(?:this|that|these|those|it|its|they|their|them|he|she|his|her|such|which"
+    r"|the (?:first|second|third|last|former|latter))\b", re.IGNORECASE)
+
+
+def opens_with_reference(text: str) -> bool:
+    """Whether a sentence opens by referring back to the one before it ("These include …")."""
+    return bool(_OPENS_WITH_REFERENCE.match(text))
+
+
+def continuation(retriever: Retriever, sentence_ids: Sequence[int], probabilities: Sequence[float], best: int,
+                 share: float) -> int | None:
+    """Which candidate continues citation [1]'s sentence, if any: the next sentence of its paragraph, read
+    by the ranker, opening with a reference back to it, and at least `share` as likely to answer.
+
+    `sentence_ids` and `probabilities` are parallel; `best` indexes [1]. The sentence is cited with [1]
+    as one span: "This plan could face several immediate challenges." announces an answer that "The
+    first of which is the ongoing proxy war …" gives.
+    """
+    position = {sentence_id: k for k, sentence_id in enumerate(sentence_ids)}
+    following = position.get(sentence_ids[best] + 1)
+    if following is None or probabilities[following] < share * probabilities[best] or probabilities[best] <= 0:
+        return None
+    first, second = retriever.sentences[sentence_ids[best]], retriever.sentences[sentence_ids[following]]
+    if first.doc_id != second.doc_id or not opens_with_reference(second.text):
+        return None
+    if _PARAGRAPH_BREAK.search(retriever.document(first.doc_id).text, first.end, second.start):
+        return None
+    return following
 
 
 def neighbour_runs(retriever: Retriever, chosen: list[tuple[int, float]]) -> list[list[tuple[int, float]]]:

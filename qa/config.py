@@ -53,6 +53,11 @@ class Settings:
             ones answers is above 1 - this.
         cite_ratio: and only sentences at least this share as likely to answer as citation [1]: a sentence
             much less likely than the first adds no support a reader needs.
+        continuation_share: the sentence after citation [1] joins it when it opens by referring back ("The
+            first of which is …", "These include …") and is at least this share as likely to answer: it
+            continues [1]'s statement, which often only announces the answer ("The plan could face
+            several challenges."). On SQuAD validation articles 0.1 joined 3% of answers and raised [1]
+            by 0.7 points; 0 joins every such sentence the cross-encoder read, 1 only equally likely ones.
         min_answerable: the assistant refuses when the ranker's probability that the document answers
             is below this; None takes the threshold calibrated with the model (`qa train`).
         answerable_share: the share of questions the documents answer, where it is known (a help desk's
@@ -117,6 +122,7 @@ class Settings:
     max_citations: int = 3
     cite_confidence: float = 0.9
     cite_ratio: float = 0.5
+    continuation_share: float = 0.1
     min_answerable: float | None = None
     min_phrase: float | None = None
     answerable_share: float | None = None
@@ -163,6 +169,8 @@ class Settings:
             raise ValueError(f"dense_weight must be in [0, 1], got {self.dense_weight}")
         if not 0.0 <= self.cite_ratio <= 1.0:
             raise ValueError(f"cite_ratio must be in [0, 1], got {self.cite_ratio}")
+        if not 0.0 <= self.continuation_share <= 1.0:
+            raise ValueError(f"continuation_share must be in [0, 1], got {self.continuation_share}")
         if not 0.0 <= self.cite_confidence <= 1.0:
             raise ValueError(f"cite_confidence must be in [0, 1], got {self.cite_confidence}")
         if self.min_phrase is not None and not 0.0 <= self.min_phrase <= 1.0:
