@@ -345,6 +345,12 @@ def test_a_sentence_refers_back_when_it_opens_with_a_reference(sentence: str, re
     assert opens_with_reference(sentence) is refers
 
 
+@pytest.mark.parametrize("share", [-0.1, 1.5])
+def test_a_continuation_share_outside_zero_to_one_is_refused(share: float) -> None:
+    with pytest.raises(ValueError, match="continuation_share"):
+        Settings(continuation_share=share)
+
+
 def test_only_a_likely_next_sentence_of_the_same_paragraph_that_refers_back_continues(bridge: Retriever) -> None:
     ids = list(bridge.sentence_ids("bridge"))
     assert len(ids) == 6
