@@ -121,6 +121,24 @@ def test_the_short_answer_is_a_span_of_the_sentence_not_its_title() -> None:
     assert 0.0 < span.probability <= 1.0
 
 
+def test_a_pair_scores_the_same_whatever_is_read_with_it() -> None:
+    """The int8 model quantizes activations with one scale per run: read in a batch, a sentence's score
+    moved with its neighbours (and each pair was padded to the longest)."""
+    from qa.ranker import pair_text
+
+    ranker = load_ranker()
+    question = "When was the lighthouse built?"
+    pairs = [pair_text(text, "Velmora harbour") for text in (
+        "The lighthouse was built in 1821 after a storm sank three ships.",
+        "Fishing boats still land their catch at the old quay every morning, as they have for two hundred "
+        "years, and the market opens at six.", "Tourists come in summer.")]
+    together, spans = ranker.read_pairs(question, pairs)
+    for k, pair in enumerate(pairs):
+        alone, alone_spans = ranker.read_pairs(question, [pair])
+        assert alone[0] == together[k]
+        assert alone_spans[0] == spans[k]
+
+
 def _tiny_squad(source: Path, path: Path, articles: slice) -> Path:
     data = json.loads(source.read_text(encoding="utf-8"))
     path.write_text(json.dumps({"version": "v2.0", "data": [
