@@ -192,7 +192,7 @@ class Settings:
                 raise ValueError(f"{name} must be a whole number >= {least}, got {value!r}")
 
 
-# The serving limits: each `Settings` field, its environment variable and what it limits (README, "Web chat").
+# The serving limits: each `Settings` field, its environment variable and what it limits (docs/web.md, "Limits").
 LIMIT_ENV = {  # field: (environment variable, default, what it limits)
     "max_question_chars": ("QA_MAX_QUESTION_CHARS", 1000, "characters in a question"),
     "max_history_turns": ("QA_MAX_HISTORY_TURNS", 50, "earlier turns an API call may send"),
