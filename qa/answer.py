@@ -171,7 +171,7 @@ class Assistant:
                  ranker: AnswerRanker | None = None) -> None:
         self.retriever = retriever
         self.settings = settings or retriever.settings
-        self.ranker = ranker or load_ranker(threads=self.settings.query_threads)
+        self.ranker = ranker or load_ranker(threads=self.settings.query_threads, workers=self.settings.ranker_workers)
 
     @property
     def threshold(self) -> float:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .errors import QAError
-from .threads import DEFAULT_INDEX_THREADS, DEFAULT_QUERY_THREADS, env_threads
+from .threads import DEFAULT_INDEX_THREADS, DEFAULT_QUERY_THREADS, default_ranker_workers, env_threads
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
@@ -81,6 +81,9 @@ class Settings:
             or $QA_THREADS); more threads collapse when other processes share the cores (`qa.threads`).
         index_threads: torch CPU threads for embedding a batch of sentences while indexing
             (default 1, or $QA_INDEX_THREADS, or $QA_THREADS).
+        ranker_workers: (question, sentence) pairs the answer ranker reads at once, each on one thread
+            (default 2, or the CPU count if lower; $QA_RANKER_WORKERS, or $QA_THREADS). Unlike more
+            intra-op threads, this does not collapse beside a busy neighbour (docs/speed.md).
         query_backend: "onnx" embeds queries with ONNX Runtime (no torch import, same vectors; falls back to
             torch for models it cannot serve), "torch" with sentence-transformers (default "onnx", or
             $QA_QUERY_BACKEND).
@@ -136,6 +139,7 @@ class Settings:
     upload_workers: int = field(default_factory=lambda: env_limit("upload_workers"))
     query_threads: int = field(default_factory=lambda: env_threads("QA_QUERY_THREADS", DEFAULT_QUERY_THREADS))
     index_threads: int = field(default_factory=lambda: env_threads("QA_INDEX_THREADS", DEFAULT_INDEX_THREADS))
+    ranker_workers: int = field(default_factory=lambda: env_threads("QA_RANKER_WORKERS", default_ranker_workers()))
     query_backend: QueryBackend = field(default_factory=lambda: os.environ.get("QA_QUERY_BACKEND") or "onnx")
     llm_url: str | None = None
     llm_model: str | None = None
@@ -160,7 +164,7 @@ class Settings:
             raise ValueError(f"index_type must be one of {', '.join(INDEX_TYPES)}, got {self.index_type!r}")
         if self.approximate_index not in ("hnsw", "ivfpq"):
             raise ValueError(f"approximate_index must be 'hnsw' or 'ivfpq', got {self.approximate_index!r}")
-        for name in ("query_threads", "index_threads"):
+        for name in ("query_threads", "index_threads", "ranker_workers"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, got {getattr(self, name)!r}")
         if self.query_backend not in ("onnx", "torch"):

@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -128,8 +129,10 @@ class Ranking:
 class AnswerRanker:
     """The shipped cross-encoder and calibration layers (see the module docstring)."""
 
-    def __init__(self, path: str | Path = DEFAULT_RANKER, *, threads: int = 1, relevance_only: bool = False) -> None:
-        """Load the model at `path`; `relevance_only` accepts one not yet calibrated (while training)."""
+    def __init__(self, path: str | Path = DEFAULT_RANKER, *, threads: int = 1, workers: int = 1,
+                 relevance_only: bool = False) -> None:
+        """Load the model at `path`, to run on `threads` intra-op threads, `workers` pairs at a time;
+        `relevance_only` accepts one not yet calibrated (while training)."""
         path = Path(path)
         self.path = path
         self.manifest = read_manifest(path)
@@ -156,6 +159,10 @@ class AnswerRanker:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
         self.session = onnxruntime.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
+        # Pairs are independent runs, and ONNX Runtime lets go of the GIL while it runs one, so `workers`
+        # pairs are read at once: no thread waits on another mid-run, unlike intra-op threads (qa.threads).
+        self.workers = workers
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="qa-ranker") if workers > 1 else None
         calibration = self.manifest.get("calibration") or {}
         self._first = _Logistic.from_json(self.manifest["first_stage"], FIRST_STAGE_FEATURES)
         if calibration:
@@ -182,21 +189,26 @@ class AnswerRanker:
 
         Each pair is read on its own. The int8 model quantizes its activations with one scale per run, so
         in a batch a pair's score depended on the other pairs (by up to 0.4 on the bundled article), and
-        padding every pair to the longest wasted about a fifth of the work.
+        padding every pair to the longest wasted about a fifth of the work. Runs being independent, up to
+        `workers` of them go at once (docs/speed.md); the scores do not depend on how many.
         """
+        encodings = [self.tokenizer.encode(question, text) for text in pair_texts]
+        runs = self._pool.map(self._run, encodings) if self._pool and len(encodings) > 1 else map(self._run, encodings)
         relevance = np.zeros(len(pair_texts), dtype=np.float32)
         found: list[Span | None] = []
-        for k, text in enumerate(pair_texts):
-            encoded = self.tokenizer.encode(question, text)
-            feed = {
-                "input_ids": np.asarray([encoded.ids], dtype=np.int64),
-                "attention_mask": np.asarray([encoded.attention_mask], dtype=np.int64),
-                "token_type_ids": np.asarray([encoded.type_ids], dtype=np.int64),
-            }
-            score, spans = self.session.run(None, feed)
+        for k, (text, encoded, (score, spans)) in enumerate(zip(pair_texts, encodings, runs, strict=True)):
             relevance[k] = float(np.asarray(score).reshape(-1)[0])
             found.append(best_span(spans[0], encoded.offsets, encoded.sequence_ids, len(text.split(" [SEP] ")[0])))
         return relevance, found
+
+    def _run(self, encoded: Any) -> list[np.ndarray]:
+        """The model's outputs (relevance, span logits) for one encoded pair."""
+        feed = {
+            "input_ids": np.asarray([encoded.ids], dtype=np.int64),
+            "attention_mask": np.asarray([encoded.attention_mask], dtype=np.int64),
+            "token_type_ids": np.asarray([encoded.type_ids], dtype=np.int64),
+        }
+        return self.session.run(None, feed)
 
     def rank(self, question: str, texts: Sequence[str], titles: Sequence[str], evidence: Sequence[Evidence],
              *, previous_question: str | None = None, size: int = 6) -> Ranking:
@@ -451,8 +463,8 @@ def sha256(path: Path) -> str:
 
 
 @lru_cache(maxsize=4)
-def load_ranker(path: str = str(DEFAULT_RANKER), threads: int = 1) -> AnswerRanker:
-    """One `AnswerRanker` per path and thread count per process."""
-    ranker = AnswerRanker(path, threads=threads)
+def load_ranker(path: str = str(DEFAULT_RANKER), threads: int = 1, workers: int = 1) -> AnswerRanker:
+    """One `AnswerRanker` per path, thread count and worker count per process."""
+    ranker = AnswerRanker(path, threads=threads, workers=workers)
     log.info("loaded answer ranker from %s", path)
     return ranker

@@ -26,6 +26,11 @@ DEFAULT_QUERY_THREADS = 1
 DEFAULT_INDEX_THREADS = 1
 
 
+def default_ranker_workers() -> int:
+    """Pairs the answer ranker reads at once: two, or one on a single-CPU machine."""
+    return max(1, min(2, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
 def env_threads(name: str, default: int) -> int:
     """The thread count in environment variable `name`, else QA_THREADS, else `default`."""
     for variable in (name, "QA_THREADS"):

@@ -123,7 +123,8 @@ def test_the_short_answer_is_a_span_of_the_sentence_not_its_title() -> None:
 
 def test_a_pair_scores_the_same_whatever_is_read_with_it() -> None:
     """The int8 model quantizes activations with one scale per run: read in a batch, a sentence's score
-    moved with its neighbours (and each pair was padded to the longest)."""
+    moved with its neighbours (and each pair was padded to the longest). Nor does reading pairs two at a
+    time change a score."""
     from qa.ranker import pair_text
 
     ranker = load_ranker()
@@ -137,6 +138,9 @@ def test_a_pair_scores_the_same_whatever_is_read_with_it() -> None:
         alone, alone_spans = ranker.read_pairs(question, [pair])
         assert alone[0] == together[k]
         assert alone_spans[0] == spans[k]
+    in_parallel, parallel_spans = load_ranker(workers=2).read_pairs(question, pairs)
+    assert in_parallel.tolist() == together.tolist()
+    assert parallel_spans == spans
 
 
 def _tiny_squad(source: Path, path: Path, articles: slice) -> Path:

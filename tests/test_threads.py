@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -15,7 +16,7 @@ from qa.threads import env_threads
 
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in ("QA_THREADS", "QA_QUERY_THREADS", "QA_INDEX_THREADS"):
+    for name in ("QA_THREADS", "QA_QUERY_THREADS", "QA_INDEX_THREADS", "QA_RANKER_WORKERS"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
@@ -23,6 +24,17 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def test_defaults_are_one_thread_each(clean_env: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert (settings.query_threads, settings.index_threads) == (1, 1)
+
+
+def test_the_ranker_reads_two_pairs_at_once_where_there_are_two_cpus(clean_env: pytest.MonkeyPatch) -> None:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert Settings().ranker_workers == min(2, cpus)
+    clean_env.setenv("QA_THREADS", "3")
+    assert Settings().ranker_workers == 3
+    clean_env.setenv("QA_RANKER_WORKERS", "1")
+    assert Settings().ranker_workers == 1
+    with pytest.raises(ValueError, match="ranker_workers"):
+        Settings(ranker_workers=0)
 
 
 def test_environment_overrides_the_default_and_code_overrides_both(clean_env: pytest.MonkeyPatch) -> None:
