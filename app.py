@@ -41,7 +41,7 @@ EXAMPLES = [
 ]
 CACHE_CLEANUP = (900, 900)  # Gradio deletes its temporary files older than 15 minutes, every 15 minutes
 QUESTIONS = {"concurrency_id": "questions", "concurrency_limit": 2}  # two cores; they share the ranker's workers
-TAKING = {"concurrency_id": "taking", "concurrency_limit": 1}  # queueing a question: instant, in the order sent
+TAKING = {"concurrency_id": "taking", "concurrency_limit": 2}  # queueing: instant, but an empty box waits (`take`)
 INDEXING = {"concurrency_id": "indexing"}  # uploads: CPU-heavy, `Settings.upload_workers` at a time
 PRIVATE = {"api_visibility": "private"}  # UI events are not callable through the API
 

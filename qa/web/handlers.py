@@ -8,7 +8,9 @@ notice (toast) in the chat, an error for an API caller.
 from __future__ import annotations
 
 import html
+import threading
 import time
+import weakref
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,17 @@ def message(exc: Exception) -> str:
     return html.escape(str(exc), quote=False)
 
 
+def near_a_question(session: Session, sent: float) -> bool:
+    """Whether the session takes a question within `DOUBLE_SEND` seconds of `sent`, before or after it
+    (waiting for the rest of the window after it)."""
+    while True:
+        if abs(session.questions.taken_at - sent) < DOUBLE_SEND:
+            return True
+        if time.monotonic() - sent >= DOUBLE_SEND:
+            return False
+        time.sleep(0.05)
+
+
 class Handlers:
     """What each user action does, over the shared `base` retriever and the visitor's `Session`."""
 
@@ -42,6 +55,9 @@ class Handlers:
         llm = with_llm(Settings())
         self.llm = {name: getattr(llm, name) for name in ("llm_url", "llm_model", "llm_key", "llm_gguf", "llm_timeout",
                                                           "llm_total_timeout")} if llm.llm_url or llm.llm_gguf else None
+        # A new page's session, by its Gradio session hash, while the page's state may not hold it yet.
+        self._new: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
+        self._new_lock = threading.Lock()
 
     def writer(self, corpus: Retriever) -> Any:
         """A `qa.generation.Writer` over `corpus` with the configured model, or None when none is set."""
@@ -53,8 +69,20 @@ class Handlers:
 
         return Writer(corpus, settings=replace(self.settings, **self.llm))
 
-    def session(self, session: Session | None) -> Session:
-        return session or Session.start(self.base)
+    def session(self, session: Session | None, request: gr.Request | None = None) -> Session:
+        """The page's session. A new page's first events share one: a second event sent before the first
+        has returned it to the page (a double-click on Ask, a question during the first upload) still
+        finds the page's state empty, and would otherwise start a second session and lose one of them."""
+        if session is not None:
+            return session
+        key = getattr(request, "session_hash", None)
+        if not key:
+            return Session.start(self.base)
+        with self._new_lock:
+            found = self._new.get(key)
+            if found is None:
+                found = self._new[key] = Session.start(self.base)
+            return found
 
     def ask_api(self, question: str, history: list[list[str]] | None = None) -> dict:
         """Answer a question about the served documents; returns question, answer, found and citations."""
@@ -82,16 +110,18 @@ class Handlers:
                 checks.append(gr.validate(False, str(exc)))
         return tuple(checks)
 
-    def take(self, question: str, session: Session | None) -> Session:
+    def take(self, question: str, session: Session | None, request: gr.Request = None) -> Session:
         """Queue a question sent from the box, the Ask button or an example; a rejected one is a notice.
 
-        An empty box sent within `DOUBLE_SEND` seconds of the session's last question is the second click of
-        a double-click (or a second Enter): the first sent the question and emptied the box, so nothing is
-        shown. An empty box sent at any other time is a notice, like any other rejected question.
+        An empty box sent within `DOUBLE_SEND` seconds of one of the session's questions, before or after it,
+        is the other click of a double-click (or a second Enter): one click sent the question and emptied the
+        box, so nothing is shown. On a loaded machine the browser can deliver the two in either order, so an
+        empty box waits up to `DOUBLE_SEND` for a question before it is told why it was not asked (the
+        taking group runs two at a time, so the question is not queued behind it). An empty box sent at any
+        other time is a notice, like any other rejected question.
         """
-        session = self.session(session)
-        just_sent = time.monotonic() - session.questions.taken_at < DOUBLE_SEND
-        if just_sent and isinstance(question, str) and not question.strip():
+        session = self.session(session, request)
+        if isinstance(question, str) and not question.strip() and near_a_question(session, time.monotonic()):
             return session
         try:
             question = check_question(question, self.settings)
@@ -183,8 +213,8 @@ class Handlers:
             return gr.skip()
         return session.turns[index // 2].sources
 
-    def clear(self, session: Session | None) -> tuple:
-        session = self.session(session)
+    def clear(self, session: Session | None, request: gr.Request = None) -> tuple:
+        session = self.session(session, request)
         with session.questions.lock:
             session.turns = []
             session.questions.waiting.clear()
@@ -205,10 +235,10 @@ class Handlers:
                 gr.update(choices=[(label[i], i) for i in session.uploads], value=None),
                 "<br>".join(esc(line) for line in [*notes, status]))
 
-    def upload(self, paths: list[str] | None, session: Session | None,
+    def upload(self, paths: list[str] | None, session: Session | None, request: gr.Request = None,
                progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
         """Read each file (then delete it), index the readable ones, and report one progress bar."""
-        session = self.session(session)
+        session = self.session(session, request)
         problems, documents = [], []
         taken = {d.doc_id for d in session.corpus.documents}
         try:
@@ -245,16 +275,16 @@ class Handlers:
         added = [f"Added {d.title} ({len(d.text):,} characters)." for d in documents if d.doc_id in session.uploads]
         return *self.controls(session, *added, *problems), None
 
-    def choose(self, selected: list[str], session: Session | None) -> tuple:
-        session = self.session(session)
+    def choose(self, selected: list[str], session: Session | None, request: gr.Request = None) -> tuple:
+        session = self.session(session, request)
         try:
             session.use(session.corpus, selected)
         except QAError as exc:
             gr.Warning(message(exc))
         return self.controls(session)
 
-    def remove(self, doc_id: str | None, session: Session | None) -> tuple:
-        session = self.session(session)
+    def remove(self, doc_id: str | None, session: Session | None, request: gr.Request = None) -> tuple:
+        session = self.session(session, request)
         if doc_id not in session.uploads:
             gr.Warning("Choose an uploaded document to remove.")
             return self.controls(session)

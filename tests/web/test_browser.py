@@ -389,4 +389,4 @@ def test_a_double_click_on_ask_sends_the_question_once_and_shows_no_notice(page)
     expect(page.locator("#qa-sources .qa-for")).to_contain_text(TROOPS, timeout=SLOW)
     expect(last_answer(page)).to_contain_text("fifty")
     expect(page.locator("#qa-chat [data-testid=user]")).to_have_text([TROOPS])
-    expect(page.locator(".toast-body")).to_have_count(0)  # no "the question is empty" notice
+    expect(page.locator(".toast-body")).to_have_text([])  # no "the question is empty" notice (or any other)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import warnings
+from types import SimpleNamespace
 
 import gradio as gr
 import pytest
@@ -57,3 +60,32 @@ def test_an_empty_box_sent_right_after_a_question_is_a_double_click_and_shows_no
     with pytest.warns(UserWarning, match="the question is empty"):  # a new session has sent nothing yet
         handlers.take("", None)
     assert list(session.questions.waiting) == [TROOPS]
+
+
+def test_an_empty_box_that_arrives_just_before_its_question_shows_nothing(retriever):
+    """On a loaded machine the browser delivered a double-click's emptied box before the question itself."""
+    handlers = Handlers(retriever)
+    session = handlers.take(TROOPS, None)
+    session.questions.taken_at -= 10 * DOUBLE_SEND  # that question was long ago
+    with warnings.catch_warnings(record=True) as notices:
+        warnings.simplefilter("always")
+        empty = threading.Thread(target=handlers.take, args=("", session))
+        empty.start()
+        time.sleep(DOUBLE_SEND / 5)
+        handlers.take(EMBASSY, session)
+        empty.join()
+    assert not notices  # no "the question is empty" notice
+    assert list(session.questions.waiting) == [TROOPS, EMBASSY]
+
+
+def test_a_new_pages_events_sent_before_its_state_is_set_share_one_session(retriever):
+    """A double-click on Ask as a page's first question: both events arrive before either has returned the
+    new session to the page, so each finds its state empty."""
+    handlers = Handlers(retriever)
+    page, other_page = SimpleNamespace(session_hash="page-1"), SimpleNamespace(session_hash="page-2")
+    first = handlers.take(TROOPS, None, page)
+    with warnings.catch_warnings(record=True) as notices:
+        warnings.simplefilter("always")
+        assert handlers.take("", None, page) is first
+    assert not notices and list(first.questions.waiting) == [TROOPS]
+    assert handlers.take(EMBASSY, None, other_page) is not first
