@@ -161,7 +161,6 @@ class AnswerRanker:
         self.session = onnxruntime.InferenceSession(str(model_file), options, providers=["CPUExecutionProvider"])
         # Pairs are independent runs, and ONNX Runtime lets go of the GIL while it runs one, so `workers`
         # pairs are read at once: no thread waits on another mid-run, unlike intra-op threads (qa.threads).
-        self.workers = workers
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="qa-ranker") if workers > 1 else None
         calibration = self.manifest.get("calibration") or {}
         self._first = _Logistic.from_json(self.manifest["first_stage"], FIRST_STAGE_FEATURES)

@@ -110,7 +110,7 @@ class Handlers:
                 checks.append(gr.validate(False, str(exc)))
         return tuple(checks)
 
-    def take(self, question: str, session: Session | None, request: gr.Request = None) -> Session:
+    def take(self, question: str, session: Session | None, request: gr.Request | None = None) -> Session:
         """Queue a question sent from the box, the Ask button or an example; a rejected one is a notice.
 
         An empty box sent within `DOUBLE_SEND` seconds of one of the session's questions, before or after it,
@@ -213,7 +213,7 @@ class Handlers:
             return gr.skip()
         return session.turns[index // 2].sources
 
-    def clear(self, session: Session | None, request: gr.Request = None) -> tuple:
+    def clear(self, session: Session | None, request: gr.Request | None = None) -> tuple:
         session = self.session(session, request)
         with session.questions.lock:
             session.turns = []
@@ -235,7 +235,7 @@ class Handlers:
                 gr.update(choices=[(label[i], i) for i in session.uploads], value=None),
                 "<br>".join(esc(line) for line in [*notes, status]))
 
-    def upload(self, paths: list[str] | None, session: Session | None, request: gr.Request = None,
+    def upload(self, paths: list[str] | None, session: Session | None, request: gr.Request | None = None,
                progress: gr.Progress = gr.Progress()) -> tuple:  # noqa: B008
         """Read each file (then delete it), index the readable ones, and report one progress bar."""
         session = self.session(session, request)
@@ -275,7 +275,7 @@ class Handlers:
         added = [f"Added {d.title} ({len(d.text):,} characters)." for d in documents if d.doc_id in session.uploads]
         return *self.controls(session, *added, *problems), None
 
-    def choose(self, selected: list[str], session: Session | None, request: gr.Request = None) -> tuple:
+    def choose(self, selected: list[str], session: Session | None, request: gr.Request | None = None) -> tuple:
         session = self.session(session, request)
         try:
             session.use(session.corpus, selected)
@@ -283,7 +283,7 @@ class Handlers:
             gr.Warning(message(exc))
         return self.controls(session)
 
-    def remove(self, doc_id: str | None, session: Session | None, request: gr.Request = None) -> tuple:
+    def remove(self, doc_id: str | None, session: Session | None, request: gr.Request | None = None) -> tuple:
         session = self.session(session, request)
         if doc_id not in session.uploads:
             gr.Warning("Choose an uploaded document to remove.")
