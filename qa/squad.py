@@ -164,6 +164,73 @@ def pronominalise(question: str, previous: str) -> str:
     return question[:start] + pronoun + question[end:]
 
 
+# -- simulated unanswerable questions -------------------------------------------------
+
+
+_NUMBER = re.compile(r"^\d[\d,.]*$")
+_YEAR = re.compile(r"^(1\d{3}|20\d{2})$")
+_SENTENCE_END = {".", "!", "?", "\"", ".\"", "?\"", "!\""}
+
+
+_NAME_WORD = re.compile(r"[A-Za-z0-9][\w'-]*(?:[.,]\d+)*")
+
+
+def names_and_numbers(text: str) -> list[str]:
+    """What a question can ask about by name: runs of capitalised words that do not open a sentence, and numbers."""
+    return [text[start:end] for start, end in _named(text)]
+
+
+def _named(text: str) -> list[tuple[int, int]]:
+    words = list(_NAME_WORD.finditer(text))
+    found: list[tuple[int, int]] = []
+    run: list[re.Match[str]] = []
+    for k, word in enumerate(words):
+        between = text[words[k - 1].end():word.start()] if k else ""
+        capital = word.group()[0].isupper() and not (k == 0 or between.strip() in _SENTENCE_END)
+        if capital and run and between == " ":
+            run.append(word)
+            continue
+        if run:
+            found.append((run[0].start(), run[-1].end()))
+        run = [word] if capital else []
+        if not capital and _NUMBER.match(word.group()):
+            found.append((word.start(), word.end()))
+    if run:
+        found.append((run[0].start(), run[-1].end()))
+    return found
+
+
+def _kind(name: str) -> str:
+    return "number" if _NUMBER.match(name) else f"{len(name.split())} words"
+
+
+def swapped_question(question: str, sentence: str, paragraph: str, names: Sequence[str],
+                     rng: random.Random) -> str | None:
+    """`question` made to ask about something its paragraph never mentions, or None if it names nothing to swap.
+
+    One of the names or numbers that the question shares with its answering
+    `sentence` is replaced by one of the same kind (as many words; a year
+    moved by 3 to 40 years) drawn from `names`, which come from the same
+    article (so the new question stays plausible) but not from `paragraph`.
+    The paragraph then no longer answers it: this is how SQuAD 2.0's writers
+    made their "entity swap" unanswerable questions, done by rule.
+    """
+    shared = [(start, end) for start, end in _named(question) if normalise(question[start:end]) in normalise(sentence)]
+    if not shared:
+        return None
+    start, end = rng.choice(shared)
+    asked = question[start:end]
+    here = normalise(paragraph) + " " + normalise(question)
+    if _YEAR.match(asked):
+        options = [str(int(asked) + step) for step in range(-40, 41) if abs(step) >= 3]
+    else:
+        options = sorted({name for name in names if _kind(name) == _kind(asked)})
+    options = [name for name in options if normalise(name) not in here]
+    if not options:
+        return None
+    return question[:start] + rng.choice(options) + question[end:]
+
+
 # -- matching answers ---------------------------------------------------------------
 
 

@@ -43,6 +43,7 @@ import json
 import logging
 import math
 import os
+import pickle
 import random
 import shutil
 import sys
@@ -95,8 +96,10 @@ from .squad import (
     contains_any,
     f1,
     load_squad,
+    names_and_numbers,
     pronominalise,
     split_articles,
+    swapped_question,
 )
 
 log = logging.getLogger(__name__)
@@ -123,11 +126,17 @@ class TrainConfig:
         learning_rate: peak AdamW learning rate (linear warm-up over 10% of the steps, then linear decay).
         follow_ups: share of training questions posed as follow-ups.
         absent: share of answerable training questions asked without their paragraph ("no answer").
+        swapped: share of answerable training questions asked instead with a name or number swapped for one
+            their paragraph never mentions ("no answer" against their own paragraph; `swapped_question`).
         span_weight: weight of the loss that finds the short answer inside the answering sentence.
         max_refusals: share of answerable validation questions the refusal threshold may refuse.
         threads: torch threads while training.
         device: where torch trains ("cpu" or "cuda"); the rest of the run is on the CPU.
         checkpoint_minutes: minutes between checkpoints.
+        start: a finished run's checkpoint whose cross-encoder this run continues to train ("" to start
+            from the base model).
+        after: questions of the seeded draw that the `start` run read; this run draws `questions` others
+            (0 for all the rest) and, of the development articles, reads only the unanswerable questions.
         limit: use at most this many questions per split (a quick smoke run), 0 for all.
         steps: stop after this many optimiser steps (a quick smoke run), 0 for `epochs`.
     """
@@ -141,11 +150,14 @@ class TrainConfig:
     learning_rate: float = 1e-4
     follow_ups: float = 0.3
     absent: float = 0.12
+    swapped: float = 0.0
     span_weight: float = 1.0
     max_refusals: float = 0.01
     threads: int = 2
     device: str = "cpu"
     checkpoint_minutes: float = 10.0
+    start: str = ""
+    after: int = 0
     limit: int = 0
     steps: int = 0
     seed: int = SEED
@@ -185,15 +197,24 @@ def training_questions(training_files: Sequence[str | Path], development: Sequen
 
     SQuAD's training files, of which `config.questions` answerable questions
     are drawn (seeded) and every unanswerable one is kept, plus the
-    development articles of the "training" split. Held-out and validation
-    articles are never read.
+    development articles of the "training" split. A run that continues
+    another (`config.after`) draws from what that run did not read. Held-out
+    and validation articles are never read.
     """
     documents, questions = load_squad(training_files) if training_files else ([], [])
+    impossible = {n for n, q in enumerate(questions) if q.impossible}
+    answerable = [n for n, q in enumerate(questions) if not q.impossible]
+    if config.after:
+        seen = set(random.Random(config.seed).sample(answerable, min(config.after, len(answerable))))
+        rest = [n for n in answerable if n not in seen]
+        drawn = random.Random(f"{config.seed}-after").sample(rest, min(config.questions or len(rest), len(rest)))
+        kept = set(drawn) | impossible
+        questions = [q for n, q in enumerate(questions) if n in kept]
+        own = [q for q in development if splits[q.article] == "training" and q.impossible]
+        return documents, questions + own
     if config.questions and len(questions) > config.questions:
         rng = random.Random(config.seed)
-        answerable = [n for n, q in enumerate(questions) if not q.impossible]
-        kept = set(rng.sample(answerable, min(config.questions, len(answerable))))
-        kept |= {n for n, q in enumerate(questions) if q.impossible}
+        kept = set(rng.sample(answerable, min(config.questions, len(answerable)))) | impossible
         questions = [q for n, q in enumerate(questions) if n in kept]
     own = [q for q in development if splits[q.article] == "training"]
     return documents, questions + own
@@ -284,8 +305,9 @@ class Group:
 
 
 class TrainingSentences:
-    """The training paragraphs split into sentences, with what picking hard negatives needs:
-    each sentence's content terms, and the sentences of each article."""
+    """The training paragraphs split into sentences, with what picking hard negatives needs (each
+    sentence's content terms, and the sentences of each article) and what swapping a question's name
+    needs (each paragraph's text, and the names and numbers of each article)."""
 
     def __init__(self, documents: Sequence[Any]) -> None:
         from .chunking import split_sentences
@@ -295,7 +317,11 @@ class TrainingSentences:
         self.titles: list[str] = []
         self.by_paragraph: dict[str, range] = {}
         self.by_article: dict[str, list[int]] = {}
+        self.paragraphs: dict[str, str] = {}
+        self.names: dict[str, list[str]] = {}
         for document in documents:
+            self.paragraphs[document.doc_id] = document.text
+            self.names.setdefault(_article(document.doc_id), []).extend(names_and_numbers(document.text))
             first = len(self.texts)
             for sentence in split_sentences(document):
                 self.texts.append(normalise(sentence.text))
@@ -331,7 +357,10 @@ def training_groups(questions: Sequence[SquadQuestion], sentences: TrainingSente
     SQuAD 2.0's unanswerable ones; answerable ones asked without their
     paragraph (only the article's closest other sentences are offered), which
     is the principle that the document at hand may simply not hold the
-    answer; and none else. A share is posed as a follow-up of the article's
+    answer; and (a `config.swapped` share) answerable ones whose name or
+    number is swapped for one their paragraph never mentions, offered with
+    their own paragraph: a document does not answer a question about a
+    thing it does not mention, however close the rest of the words. A share is posed as a follow-up of the article's
     previous question (a shared phrase becomes a pronoun).
     """
     from .lexical import terms
@@ -367,9 +396,15 @@ def training_groups(questions: Sequence[SquadQuestion], sentences: TrainingSente
         if not chosen:
             continue
         asked = question.question
+        if config.swapped and target and rng.random() < config.swapped:
+            swapped = swapped_question(asked, sentences.texts[chosen[target - 1]],
+                                       sentences.paragraphs[question.doc_id],
+                                       sentences.names.get(question.article, []), rng)
+            if swapped is not None:
+                asked, target, absent = swapped, 0, True
         previous = questions[n - 1] if n else None
         if previous is not None and previous.article == question.article and rng.random() < config.follow_ups:
-            asked = ranker_question(pronominalise(question.question, previous.question), previous.question)
+            asked = ranker_question(pronominalise(asked, previous.question), previous.question)
         groups.append(Group(asked, tuple(sentences.pair(i) for i in chosen), target,
                             () if absent else question.answers))
     rng.shuffle(groups)
@@ -451,7 +486,9 @@ class Checkpoints:
             state = torch.load(self.path, map_location="cpu", weights_only=False)
         except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint gets the same answer
             raise QAError(f"cannot read the training checkpoint {self.path} ({exc}); delete it to start over") from exc
-        saved = {k: v for k, v in state.get("config", {}).items() if k not in _RESUMABLE}
+        # A checkpoint older than a setting was made with that setting's default.
+        saved = {**dataclasses.asdict(TrainConfig()), **state.get("config", {})}
+        saved = {k: v for k, v in saved.items() if k not in _RESUMABLE}
         wanted = {k: v for k, v in dataclasses.asdict(self.config).items() if k not in _RESUMABLE}
         saved = json.loads(json.dumps(saved))
         wanted = json.loads(json.dumps(wanted))
@@ -487,6 +524,8 @@ def train_encoder(questions: Sequence[SquadQuestion], sentences: Callable[[], Tr
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
     null = torch.nn.Parameter(torch.zeros(1))
     model.register_parameter("null_option", null)
+    if config.start:
+        model.load_state_dict(_start_weights(Path(config.start)))
     model.to(device)
     body = [p for name, p in model.named_parameters() if p.requires_grad and name.startswith("bert.")]
     heads = [p for name, p in model.named_parameters() if p.requires_grad and not name.startswith("bert.")]
@@ -550,6 +589,34 @@ def train_encoder(questions: Sequence[SquadQuestion], sentences: Callable[[], Tr
     model.eval()
     model.training_seconds = spent + time.perf_counter() - started
     return model.to("cpu")
+
+
+def _start_weights(path: Path) -> dict[str, Any]:
+    """The cross-encoder of a finished run's checkpoint, which a continuing run starts from."""
+    return _finished_run(path)["model"]
+
+
+def questions_read_by(path: Path, seed: int) -> int:
+    """How many answerable questions of the seeded draw the finished run at `path` read: a run that
+    continues it draws from the others."""
+    saved = _finished_run(path).get("config", {})
+    if saved.get("seed") != seed:
+        raise QAError(f"the run that saved {path} drew its questions with seed {saved.get('seed')}, not {seed}")
+    if not saved.get("questions"):
+        raise QAError(f"the run that saved {path} read every training question: none is left to continue on")
+    return int(saved.get("after", 0)) + int(saved["questions"])
+
+
+def _finished_run(path: Path) -> dict[str, Any]:
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state["step"] < state["steps"]:
+            raise QAError(f"the run that saved {path} has not finished (step {state['step']} of {state['steps']})")
+        return state
+    except (OSError, KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as exc:
+        raise QAError(f"cannot start from {path} ({exc}); give the checkpoint of a finished `qa train` run") from exc
 
 
 def _batch_loss(torch: Any, model: Any, tokenizer: Any, batch: Sequence[Group], config: TrainConfig,
@@ -999,6 +1066,14 @@ def add_train_command(commands: Any) -> None:
                         help=f"training questions drawn from the training files, 0 for all "
                              f"(default {TrainConfig.questions})")
     parser.add_argument("--epochs", type=float, default=TrainConfig.epochs)
+    parser.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate,
+                        help=f"peak learning rate (default {TrainConfig.learning_rate})")
+    parser.add_argument("--swapped", type=float, default=TrainConfig.swapped,
+                        help="share of answerable questions asked instead with a name or number their paragraph "
+                             f"never mentions, to be refused (default {TrainConfig.swapped})")
+    parser.add_argument("--start", default="",
+                        help="a finished run's checkpoint: continue training its cross-encoder on --questions "
+                             "that run did not read (default: start from the base model)")
     parser.add_argument("--layers", type=int, default=TrainConfig.layers)
     parser.add_argument("--threads", type=int, default=TrainConfig.threads,
                         help=f"torch threads (default {TrainConfig.threads})")
@@ -1030,9 +1105,12 @@ def _run(args: argparse.Namespace) -> int:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
+    start = Path(args.start).resolve() if args.start else None
     config = TrainConfig(questions=args.questions, epochs=args.epochs, layers=args.layers, threads=args.threads,
                          device=args.device, checkpoint_minutes=args.checkpoint_minutes, seed=args.seed,
-                         limit=args.limit, steps=args.steps)
+                         limit=args.limit, steps=args.steps, learning_rate=args.learning_rate,
+                         swapped=args.swapped, start=str(start or ""),
+                         after=questions_read_by(start, args.seed) if start else 0)
     if args.calibration_only or args.confidence_only:
         recalibrate(args.files, args.out, config, confidence_only=args.confidence_only)
         return 0

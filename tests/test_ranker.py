@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -178,6 +179,13 @@ def test_training_runs_end_to_end_resumes_and_repeats(tmp_path: Path) -> None:
         np.testing.assert_allclose(AnswerRanker(model).relevance_of_pairs("Where were the Normans from?", pairs),
                                    expected, atol=1e-5)
     assert resumed["calibration"]["min_answerable"] == pytest.approx(manifest["calibration"]["min_answerable"])
+
+    # A second stage continues the finished run's cross-encoder (`--start`) on questions it did not read.
+    second = dataclasses.replace(config, start=str(tmp_path / "ckpt.pt"), after=12, questions=0, swapped=0.5)
+    continued = train([development], tmp_path / "continued", second, checkpoint=tmp_path / "second.pt", **quiet)
+    assert continued["training"]["config"]["start"] == str(tmp_path / "ckpt.pt")
+    moved = AnswerRanker(tmp_path / "continued").relevance_of_pairs("Where were the Normans from?", pairs)
+    assert np.abs(moved - expected).max() > 1e-4
     assert again["files"][MODEL_FILE] == manifest["files"][MODEL_FILE]
     points = [(first, answerable) for first in (0.05, 0.4, 0.9) for answerable in (0.1, 0.5, 0.95)]
     confidences = [ranker.confidence(*point) for point in points]
@@ -204,6 +212,86 @@ def test_a_checkpoint_of_other_settings_is_refused(tmp_path: Path) -> None:
     with pytest.raises(QAError, match="other settings"):
         Checkpoints(tmp_path / "ckpt.pt", TrainConfig(layers=2)).load()
     assert Checkpoints(tmp_path / "ckpt.pt", TrainConfig(layers=1, threads=2)).load()["step"] == 1
+
+
+def test_a_checkpoint_older_than_a_setting_was_made_with_its_default(tmp_path: Path) -> None:
+    import torch
+
+    from qa.train import Checkpoints, TrainConfig
+
+    old = dataclasses.asdict(TrainConfig(layers=1))
+    del old["swapped"]
+    torch.save({"step": 1, "config": old}, tmp_path / "ckpt.pt")
+    assert Checkpoints(tmp_path / "ckpt.pt", TrainConfig(layers=1)).load()["step"] == 1
+    with pytest.raises(Exception, match="swapped"):
+        Checkpoints(tmp_path / "ckpt.pt", TrainConfig(layers=1, swapped=0.3)).load()
+
+
+def test_a_second_stage_starts_only_from_a_finished_run_and_draws_after_it(tmp_path: Path) -> None:
+    from qa.errors import QAError
+    from qa.train import Checkpoints, TrainConfig, questions_read_by
+
+    Checkpoints(tmp_path / "ckpt.pt", TrainConfig(layers=1)).save({"step": 1, "steps": 2, "model": {}})
+    with pytest.raises(QAError, match="not finished"):
+        questions_read_by(tmp_path / "ckpt.pt", TrainConfig.seed)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(QAError, match="cannot start from"):
+        questions_read_by(tmp_path / "junk.pt", TrainConfig.seed)
+    for first, read in ((TrainConfig(questions=300), 300), (TrainConfig(questions=200, after=300), 500)):
+        Checkpoints(tmp_path / "done.pt", first).save({"step": 2, "steps": 2, "model": {}})
+        assert questions_read_by(tmp_path / "done.pt", TrainConfig.seed) == read
+    with pytest.raises(QAError, match="seed"):
+        questions_read_by(tmp_path / "done.pt", 7)
+    Checkpoints(tmp_path / "done.pt", TrainConfig(questions=0)).save({"step": 2, "steps": 2, "model": {}})
+    with pytest.raises(QAError, match="every training question"):
+        questions_read_by(tmp_path / "done.pt", TrainConfig.seed)
+
+
+def test_a_continuing_run_draws_the_questions_the_first_did_not(tmp_path: Path) -> None:
+    from qa.squad import load_squad
+    from qa.train import TrainConfig, training_questions
+
+    if not SQUAD_V2.is_file():
+        pytest.skip(f"{SQUAD_V2} not found")
+    training = _tiny_squad(SQUAD_V2, tmp_path / "train.json", slice(0, 8))
+    everything = {(q.doc_id, q.question) for q in load_squad([training])[1] if not q.impossible}
+
+    def drawn(**settings: object) -> tuple[set[tuple[str, str]], int]:
+        questions = training_questions([training], [], {}, TrainConfig(**settings))[1]  # type: ignore[arg-type]
+        return {(q.doc_id, q.question) for q in questions if not q.impossible}, sum(q.impossible for q in questions)
+
+    first, unanswerable = drawn(questions=10)
+    then, also_unanswerable = drawn(questions=10, after=10, start="first.pt")
+    rest, _ = drawn(questions=0, after=10, start="first.pt")
+    assert len(first) == len(then) == 10 and not first & then and then <= rest
+    assert first | rest == everything and not first & rest
+    assert unanswerable == also_unanswerable > 0
+
+
+def test_swapped_questions_must_be_refused_against_their_own_paragraph(tmp_path: Path) -> None:
+    from os.path import commonprefix
+
+    from qa.squad import contains_any, load_squad
+    from qa.train import TrainConfig, TrainingSentences, training_groups
+
+    if not SQUAD_V2.is_file():
+        pytest.skip(f"{SQUAD_V2} not found")
+    documents, questions = load_squad([_tiny_squad(SQUAD_V2, tmp_path / "t.json", slice(0, 8))])
+    answerable = [q for q in questions if not q.impossible]
+    sentences = TrainingSentences(documents)
+    plain = TrainConfig(follow_ups=0.0, absent=0.0)
+    assert all(group.target > 0 for group in training_groups(answerable, sentences, plain, 0))
+    groups = training_groups(answerable, sentences, dataclasses.replace(plain, swapped=1.0), 0)
+    asked = {q.question: q for q in answerable}
+    made = [group for group in groups if group.question not in asked]
+    assert len(made) >= len(answerable) // 4, "most questions name something their answering sentence holds"
+    for group in made:
+        original = max(answerable, key=lambda q: len(commonprefix([q.question, group.question]))
+                       + len(commonprefix([q.question[::-1], group.question[::-1]])))
+        assert group.target == 0 and not group.answers
+        # Its answering sentence is still offered: only the swapped name says that it does not answer.
+        assert any(contains_any(text.split(" [SEP] ")[0], original.answers) for text in group.texts)
+    assert all(group.target > 0 for group in groups if group.question in asked)
 
 
 def test_training_on_a_gpu_that_is_not_there_says_so(tmp_path: Path) -> None:

@@ -12,9 +12,11 @@ from qa.squad import (
     exact_match,
     f1,
     load_squad,
+    names_and_numbers,
     pronominalise,
     split_articles,
     squad_normalise,
+    swapped_question,
 )
 
 SHARED_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
@@ -65,3 +67,28 @@ def test_the_shared_development_files_hold_out_articles_with_unanswerable_questi
     held_out = [q for q in questions if splits[q.article] == "held-out"]
     assert len({q.article for q in held_out}) == 5
     assert any(q.impossible for q in held_out)
+
+
+def test_names_and_numbers_skip_the_words_that_open_a_sentence() -> None:
+    text = 'The Normans held Normandy. In 1066 they won at Hastings; "Duke William" led 7,000 men and 3.5 ships.'
+    assert names_and_numbers(text) == ["Normans", "Normandy", "1066", "Hastings", "Duke William", "7,000", "3.5"]
+
+
+def test_a_swapped_question_asks_about_something_its_paragraph_never_mentions() -> None:
+    import random
+
+    sentence = "In 1066 the Normans conquered England under William."
+    paragraph = sentence + " They later went to Sicily."
+    names = ["Scotland", "Sicily", "Robert Guiscard", "Ireland", "1070"]
+    question = "In what year did the Normans conquer England?"
+    made = {swapped_question(question, sentence, paragraph, names, random.Random(seed)) for seed in range(40)}
+    # One shared name swapped for a one-word name of the article that the paragraph lacks.
+    assert made == {"In what year did the Scotland conquer England?", "In what year did the Ireland conquer England?",
+                    "In what year did the Normans conquer Scotland?", "In what year did the Normans conquer Ireland?"}
+    moved = swapped_question("What happened in 1066?", sentence, paragraph, names, random.Random(0))
+    assert moved is not None and moved.startswith("What happened in ") and moved != "What happened in 1066?"
+    year = int(moved.split()[-1].rstrip("?"))
+    assert 3 <= abs(year - 1066) <= 40
+    # Nothing named in common with the sentence, or no name of the same kind left: nothing to swap.
+    assert swapped_question("When did they win?", sentence, paragraph, names, random.Random(0)) is None
+    assert swapped_question("Who ruled England?", sentence, paragraph, ["Sicily"], random.Random(0)) is None
