@@ -17,7 +17,6 @@ machine runs fewer calls, not longer.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import socket
 import subprocess
@@ -25,13 +24,15 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "web"))
+from http_page import HttpPage  # noqa: E402 - a page as the server sees it, shared with the tests
+
 TARGET = 0.10
 QUESTIONS = ["What did CNN report about troop numbers?", "Who is Khalifa Haftar?",
              "Where would the US reopen its embassy?", "What security threats does Libya pose to southern Europe?"]
@@ -60,52 +61,18 @@ def ask(http: httpx.Client, url: str, data: list) -> int:
     return posted.status_code
 
 
-class Tab:
-    """A browser tab as the server sees it: a heartbeat stream, events through /gradio_api/queue/join."""
-
-    def __init__(self, url: str, http: httpx.Client, fns: dict) -> None:
-        self.url, self.http, self.fns, self.session = url, http, fns, uuid.uuid4().hex[:11]
-        self.connected, self.stream = threading.Event(), None
-        self.beat = threading.Thread(target=self._heartbeat, daemon=True)
-        self.beat.start()
-        self.connected.wait(30)
-
-    def _heartbeat(self) -> None:
-        try:
-            with httpx.stream("GET", f"{self.url}/gradio_api/heartbeat/{self.session}", timeout=None) as stream:
-                self.stream = stream
-                for _ in stream.iter_lines():
-                    self.connected.set()
-        except (httpx.HTTPError, RuntimeError, AttributeError):
-            pass
-
-    def send(self, name: str, data: list) -> None:
-        fn_index, trigger = self.fns[name]
-        posted = self.http.post(f"{self.url}/gradio_api/queue/join", json={
-            "data": data, "fn_index": fn_index, "session_hash": self.session, "event_data": None,
-            "trigger_id": trigger})
-        posted.raise_for_status()
-        event_id = posted.json()["event_id"]
-        with self.http.stream("GET", f"{self.url}/gradio_api/queue/data", params={"session_hash": self.session}) as s:
-            for line in s.iter_lines():
-                if line.startswith("data: "):
-                    message = json.loads(line[6:])
-                    if message.get("msg") == "process_completed" and message.get("event_id") == event_id:
-                        if not message.get("success"):
-                            raise RuntimeError(f"{name} failed: {message}")
-                        return
-        raise RuntimeError(f"{name}: no result")
-
-    def visit(self, n: int) -> None:
+def visit(url: str, n: int) -> None:
+    """A browser tab as the server sees it (tests/web/http_page.py): it uploads a small file, asks about it
+    through the chat's own events, and closes."""
+    page = HttpPage(url)
+    try:
         text = f"Visitor {n} notes. The okapi {n} lives in the Ituri forest. It eats leaves, fruit and fungi.\n" * 3
-        paths = self.http.post(f"{self.url}/gradio_api/upload", files=[("files", (f"notes-{n}.txt", text.encode()))])
-        file = {"path": paths.json()[0], "orig_name": f"notes-{n}.txt", "meta": {"_type": "gradio.FileData"}}
-        self.send("upload", [[file], None])
-        self.send("take", [f"Where does okapi {n} live?", None])  # the chat takes the question,
-        self.send("respond", [None])  # then answers the session's questions
-        if self.stream is not None:
-            self.stream.close()  # the tab closes
-        self.beat.join(10)
+        for name, result in (("upload", page.upload({f"notes-{n}.txt": text})),
+                             ("ask", page.ask(f"Where does okapi {n} live?"))):
+            if not result.get("success"):
+                raise RuntimeError(f"{name} failed: {result}")
+    finally:
+        page.close()
 
 
 def main() -> None:
@@ -135,9 +102,9 @@ def main() -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
-        config = http.get(f"{url}/config").json()
-        fns = {d["api_name"]: (d["id"], d["targets"][0][0] if d["targets"] else None)
-               for d in config["dependencies"] if d.get("api_name")}
+        else:
+            raise RuntimeError(f"qa serve did not answer on {url} within 5 minutes: {server.stderr.read()[-2000:]}"
+                               if server.poll() is not None else f"qa serve did not answer on {url} within 5 minutes")
         started = time.monotonic()
         totals = {"asks": 0, "bad": 0, "pages": 0}
         rows = []
@@ -160,7 +127,7 @@ def main() -> None:
                 elif kind == "bad":
                     assert 400 <= ask(http, url, BAD[i % len(BAD)]) < 500
                 else:
-                    Tab(url, http, fns).visit(first_page + i)
+                    visit(url, first_page + i)
                 with lock:
                     totals[kind] += 1
                     spent[kind] += time.monotonic() - began
