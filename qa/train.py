@@ -360,8 +360,9 @@ def training_groups(questions: Sequence[SquadQuestion], sentences: TrainingSente
     answer; and (a `config.swapped` share) answerable ones whose name or
     number is swapped for one their paragraph never mentions, offered with
     their own paragraph: a document does not answer a question about a
-    thing it does not mention, however close the rest of the words. A share is posed as a follow-up of the article's
-    previous question (a shared phrase becomes a pronoun).
+    thing it does not mention, however close the rest of the words. A share
+    is posed as a follow-up of the article's previous question (a shared
+    phrase becomes a pronoun).
     """
     from .lexical import terms
 
