@@ -1106,6 +1106,8 @@ def _run(args: argparse.Namespace) -> int:
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = False
+    if not 0.0 <= args.swapped <= 1.0:
+        raise QAError(f"--swapped is a share of the questions, from 0 to 1; got {args.swapped}")
     start = Path(args.start).resolve() if args.start else None
     config = TrainConfig(questions=args.questions, epochs=args.epochs, layers=args.layers, threads=args.threads,
                          device=args.device, checkpoint_minutes=args.checkpoint_minutes, seed=args.seed,

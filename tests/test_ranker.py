@@ -247,6 +247,13 @@ def test_a_second_stage_starts_only_from_a_finished_run_and_draws_after_it(tmp_p
         questions_read_by(tmp_path / "done.pt", TrainConfig.seed)
 
 
+def test_a_swapped_share_outside_0_to_1_is_refused_before_any_work(capsys: pytest.CaptureFixture[str]) -> None:
+    from qa.cli import main
+
+    assert main(["train", "--swapped", "1.5", "--start", "no-such-checkpoint.pt"]) != 0
+    assert "--swapped is a share" in capsys.readouterr().err
+
+
 def test_a_continuing_run_draws_the_questions_the_first_did_not(tmp_path: Path) -> None:
     from qa.squad import load_squad
     from qa.train import TrainConfig, training_questions
