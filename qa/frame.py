@@ -16,7 +16,12 @@ holds for news, blogs, reviews and reports alike:
    authors (in the first or last lines); "first appeared", "originally
    published", "Source:" for the source; sentences that say what should or
    must be done, in the document's second half (the last two), for
-   recommendations; the first full sentence of the body for the topic.
+   recommendations; the first full sentence of the body (one that ends with a
+   full stop, unlike a menu or a sign-up line) for the topic.
+   A page title saved with the text, "Headline - Site" or "Headline | Site",
+   names the publication that carried it; a "first appeared" line names
+   where it came from, and leads when the question asks where it first or
+   originally appeared.
 
 When no line plays the role, the question goes the usual way (and is
 usually refused).
@@ -36,7 +41,7 @@ FRAME_LINES = (4, 6)
 #: Share of a document, from its end, searched for recommendations (conclusions come last).
 CONCLUSION_SHARE = 0.5
 #: The probability reported for an answer from the frame: the share of frame answers that were right on the
-#: check documents in tests/test_frame.py (documents of five styles, none of them the bundled article).
+#: check documents in tests/test_frame.py (documents of six styles, none of them the bundled article).
 FRAME_CONFIDENCE = 0.9
 
 _DOCUMENT = (r"(article|document|text|story|piece|post|page|essay|review|op-?ed|column|blog|memo|thread|"
@@ -71,9 +76,13 @@ _BIO = re.compile(
 _SOURCE = re.compile(r"\b(first|originally)\s+(appeared|published|ran|posted)\b|\b(appeared|published|reprinted|"
                      r"republished|syndicated)\s+(on|in|at|by|with\s+permission)\b|^\W*source\s*:|\bcourtesy\s+of\b",
                      re.IGNORECASE)
+_PAGE_TITLE = re.compile(r"^(?P<headline>.+?)\s+(?:-|\u2013|\u2014|\||::)\s+"
+                         r"(?P<site>[A-Z][\w&.'\u2019-]*(?:\s+(?:[A-Z][\w&.'\u2019-]*|of|the|and|on|for|&)){0,4})\s*$")
+_ORIGINAL = re.compile(r"\b(first|originally|original)\b", re.IGNORECASE)
 _RECOMMENDS = re.compile(r"\b(should|must|ought\s+to|needs?\s+to|recommend\w*|it\s+is\s+(essential|necessary|vital|"
                          r"important|time))\b", re.IGNORECASE)
 _WORDS = re.compile(r"\w+")
+_FULL_STOP = re.compile(r"[.!?][\"')\]\u201d\u2019]*$")
 
 
 @dataclass(frozen=True)
@@ -112,9 +121,12 @@ def frame_answer(retriever: Retriever, question: str, *, where: Where = None) ->
     if role == "author":
         chosen = [i for i in edges if _BYLINE.search(texts[i]) or _BIO.search(texts[i])][:3]
     elif role == "source":
-        chosen = [i for i in edges if _SOURCE.search(texts[i])][:1]
+        original = [i for i in edges if _SOURCE.search(texts[i])]
+        carried = [i for i in edges if _page_title(texts[i]) and i not in original]
+        chosen = (original + carried if _ORIGINAL.search(question) else carried + original)[:2]
     elif role == "topic":
-        chosen = [i for i in sentence_ids if len(_WORDS.findall(texts[i])) >= 8 and not _is_frame(texts[i])][:1]
+        body = [i for i in sentence_ids if len(_WORDS.findall(texts[i])) >= 8 and not _is_frame(texts[i])]
+        chosen = ([i for i in body if _FULL_STOP.search(texts[i])] or body)[:1]
     else:
         tail = sentence_ids[int(len(sentence_ids) * (1 - CONCLUSION_SHARE)):]
         chosen = [i for i in tail if _RECOMMENDS.search(texts[i]) and not _is_frame(texts[i])][-2:]
@@ -127,7 +139,14 @@ def frame_answer(retriever: Retriever, question: str, *, where: Where = None) ->
 
 
 def _is_frame(text: str) -> bool:
-    return bool(_BYLINE.search(text) or _BIO.search(text) or _SOURCE.search(text))
+    return bool(_BYLINE.search(text) or _BIO.search(text) or _SOURCE.search(text) or _page_title(text))
+
+
+def _page_title(text: str) -> bool:
+    """Whether a line reads as a web page's title: a headline of four words or more, a dash or bar,
+    and the name of the site (capitalised words) to end the line."""
+    match = _PAGE_TITLE.match(text)
+    return match is not None and len(_WORDS.findall(match["headline"])) >= 4
 
 
 def _document_asked(retriever: Retriever, question: str, where: Where) -> str | None:

@@ -1,4 +1,4 @@
-"""Questions about the document itself, on documents of five styles (none of them the bundled article)."""
+"""Questions about the document itself, on documents of six styles (none of them the bundled article)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,14 @@ DOCUMENTS = {
         "sometimes twice when it's hot\n\n"
         "Splitting is usually uneven watering, so you need to water deeply every other morning instead of a "
         "little every evening, and mulch to keep the soil moist."), title="Tomatoes splitting"),
+    "page": Document("page", (
+        "This piece was originally published in Houseplant Monthly.\n\n"
+        "Newsletter - Get the best of Green Living delivered every Friday\n\n"
+        "Most flats get far less light than a plant label assumes. A snake plant or a ZZ plant will sit in a "
+        "north-facing corner for years and ask for water once a month.\n\n"
+        "Pothos trails happily from a bookshelf, and a cast iron plant earns its name in a cold hallway.\n\n"
+        "Read the full story:\n"
+        "Five houseplants that survive a dark flat | Green Living Weekly"), title="Dark flat houseplants"),
 }
 
 # (document, question, a phrase of the sentence that answers)
@@ -63,6 +71,10 @@ CHECKS = [
     ("essay", "What does the essay recommend?", "stop widening roads"),
     ("forum", "Who wrote this?", "greenthumb42"),
     ("forum", "What does the post suggest?", "water deeply"),
+    ("wire", "Which outlet published this story?", "Harbour Ledger"),
+    ("page", "Which publication carried this piece?", "Green Living Weekly"),
+    ("page", "Where was this piece originally published?", "Houseplant Monthly"),
+    ("page", "What is this piece about?", "less light than a plant label"),
 ]
 
 
