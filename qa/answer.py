@@ -42,7 +42,7 @@ from .candidates import Candidates, find_candidates, normalise
 from .config import Settings
 from .frame import frame_answer
 from .lexical import terms
-from .ranker import AnswerRanker, Ranking, Span, load_ranker
+from .ranker import DEFAULT_RANKER, AnswerRanker, Ranking, Span, load_ranker
 from .retrieval import Passage, Retriever, Where, check_question
 
 NOT_FOUND = "The document does not say. I could not find a passage that answers this question."
@@ -171,7 +171,8 @@ class Assistant:
                  ranker: AnswerRanker | None = None) -> None:
         self.retriever = retriever
         self.settings = settings or retriever.settings
-        self.ranker = ranker or load_ranker(threads=self.settings.query_threads, workers=self.settings.ranker_workers)
+        self.ranker = ranker or load_ranker(self.settings.ranker or str(DEFAULT_RANKER),
+                                            threads=self.settings.query_threads, workers=self.settings.ranker_workers)
 
     @property
     def threshold(self) -> float:

@@ -105,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--history", metavar="FILE", help="JSON list of [question, answer] pairs, oldest first")
     ask.add_argument("--json", action="store_true", help="print one JSON object")
     ask.add_argument("--where", action="append", metavar="ID_OR_PATH", help=WHERE_HELP)
+    ranker_argument(ask)
     _llm_arguments(ask)
     ask.set_defaults(run=_ask)
 
@@ -145,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
     serve.add_argument("--index", metavar="DIR", help="serve the collection `qa index` wrote to DIR "
                                                       "(default: the bundled article)")
+    ranker_argument(serve)
     _add_limit_flags(serve)
     _llm_arguments(serve)
     serve.set_defaults(run=_serve)
@@ -155,6 +157,22 @@ def _parser() -> argparse.ArgumentParser:
     add_eval_commands(commands)
     add_train_command(commands)
     return parser
+
+
+def ranker_argument(command: argparse.ArgumentParser) -> None:
+    """--ranker DIR: answer with a ranker `qa train --out DIR` made instead of the shipped one."""
+    command.add_argument("--ranker", metavar="DIR", help="answer with the ranker `qa train --out DIR` made, instead "
+                                                         "of the shipped one (default $QA_RANKER)")
+
+
+def with_ranker(settings: Any, args: argparse.Namespace) -> Any:
+    """`settings` with the ranker that --ranker names, if it names one (checked now, before any index is read)."""
+    if not getattr(args, "ranker", None):
+        return settings
+    from .ranker import read_manifest
+
+    read_manifest(args.ranker)
+    return dataclasses.replace(settings, ranker=args.ranker)
 
 
 def _llm_arguments(command: argparse.ArgumentParser) -> None:
@@ -198,7 +216,8 @@ def _ask(args: argparse.Namespace) -> int:
         from .generation import Writer
 
         retriever = _retriever(args.index)
-        writer = Writer(retriever, settings=dataclasses.replace(retriever.settings, **_llm_fields(settings)))
+        writer = Writer(retriever, settings=with_ranker(dataclasses.replace(retriever.settings,
+                                                                          **_llm_fields(settings)), args))
         live = not args.json and sys.stderr.isatty()  # the model's words as they come, then the checked answer
 
         def shown(token: str) -> None:
@@ -208,7 +227,9 @@ def _ask(args: argparse.Namespace) -> int:
         if live:
             print(file=sys.stderr)
     else:
-        answer = Assistant(_retriever(args.index)).ask(args.question, history=history, where=args.where)
+        retriever = _retriever(args.index)
+        assistant = Assistant(retriever, settings=with_ranker(retriever.settings, args))
+        answer = assistant.ask(args.question, history=history, where=args.where)
     if args.json:
         _print_json(answer_dict(answer))
         return 0
@@ -291,7 +312,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     flags = {name: getattr(args, name) for name in LIMIT_ENV if getattr(args, name) is not None}
     try:
-        settings = dataclasses.replace(Settings(), **flags)
+        settings = with_ranker(dataclasses.replace(Settings(), **flags), args)
     except ValueError as exc:
         raise QAError(f"--{str(exc).replace('_', '-')}") from exc
     if args.index:  # fail before Gradio starts: a missing or damaged index is one line

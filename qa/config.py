@@ -84,6 +84,8 @@ class Settings:
         ranker_workers: (question, sentence) pairs the answer ranker reads at once, each on one thread
             (default 2, or the CPU count if lower; $QA_RANKER_WORKERS, or $QA_THREADS). Unlike more
             intra-op threads, this does not collapse beside a busy neighbour (docs/speed.md).
+        ranker: a directory holding an answer ranker made by `qa train --out` (its `ranker.onnx` and manifest),
+            used instead of the shipped one; "" for the shipped one (default $QA_RANKER, or "").
         query_backend: "onnx" embeds queries with ONNX Runtime (no torch import, same vectors; falls back to
             torch for models it cannot serve), "torch" with sentence-transformers (default "onnx", or
             $QA_QUERY_BACKEND).
@@ -141,6 +143,7 @@ class Settings:
     index_threads: int = field(default_factory=lambda: env_threads("QA_INDEX_THREADS", DEFAULT_INDEX_THREADS))
     ranker_workers: int = field(default_factory=lambda: env_threads("QA_RANKER_WORKERS", default_ranker_workers()))
     query_backend: QueryBackend = field(default_factory=lambda: os.environ.get("QA_QUERY_BACKEND") or "onnx")
+    ranker: str = field(default_factory=lambda: os.environ.get("QA_RANKER", ""))
     llm_url: str | None = None
     llm_model: str | None = None
     llm_key: str | None = field(default=None, repr=False)

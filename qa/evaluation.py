@@ -379,7 +379,8 @@ def expected_calibration_error(probabilities: Sequence[float], outcomes: Sequenc
 # -- article development set ----------------------------------------------------------
 
 
-def evaluate_article(path: str | Path, *, assistant: Any = None, out: Any = None) -> dict[str, Any]:
+def evaluate_article(path: str | Path, *, assistant: Any = None, settings: Settings | None = None,
+                     out: Any = None) -> dict[str, Any]:
     """Check a development set of questions with expected evidence; print each failure with what was cited.
 
     The set is `article_dev.json`'s format: questions over the bundled article, or, where it has a
@@ -390,7 +391,7 @@ def evaluate_article(path: str | Path, *, assistant: Any = None, out: Any = None
 
     out = out or sys.stdout
     data = read_json(path, "article development set (article_dev.json)")
-    assistant = assistant or Assistant(_set_retriever(data, path))
+    assistant = assistant or Assistant(_set_retriever(data, path), settings=settings)
     failures: list[str] = []
     counts = {"evidence in [1]": 0, "key in answer": 0, "off-topic refused": 0, "conversation turns": 0}
 
@@ -456,6 +457,8 @@ def _set_retriever(data: dict[str, Any], path: str | Path) -> Any:
 
 def add_eval_commands(commands: Any) -> None:
     """Register `qa eval squad` and `qa eval article` on the CLI's subparsers."""
+    from .cli import _llm_arguments, ranker_argument
+
     evaluate = commands.add_parser("eval", help="measure quality on evaluation data")
     which = evaluate.add_subparsers(dest="dataset", required=True)
     squad = which.add_parser("squad", help="open retrieval over SQuAD files as one corpus")
@@ -465,18 +468,19 @@ def add_eval_commands(commands: Any) -> None:
     squad.add_argument("--articles", help="articles to use, as a Python slice: '0:5' or '5:'")
     squad.add_argument("--split", choices=SPLITS, default="all",
                        help="questions of the articles `qa train` held out, validated or trained on")
+    ranker_argument(squad)
     squad.set_defaults(run=_run_squad)
     article = which.add_parser("article", help="a development set of questions with expected evidence: the "
                                                "bundled article's, or one that brings its own documents")
     article.add_argument("path", nargs="?", default=str(DEFAULT_ARTICLE),
                          help="the set, in article_dev.json's format (default: the bundled article's)")
+    ranker_argument(article)
     article.set_defaults(run=_run_article)
     written = which.add_parser("written", help="written answers from the configured language model, checked "
                                                "(article set and a sample of held-out SQuAD questions)")
     written.add_argument("--article", default=str(DEFAULT_ARTICLE), help="the article development set")
     written.add_argument("--squad", type=int, default=20, metavar="N",
                          help="held-out SQuAD questions to sample (default 20; 0 for none)")
-    from .cli import _llm_arguments
 
     _llm_arguments(written)
     written.set_defaults(run=_run_written)
@@ -487,12 +491,17 @@ def _run_squad(args: argparse.Namespace) -> int:
     if args.articles:
         start, _, stop = args.articles.partition(":")
         articles = slice(int(start) if start else None, int(stop) if stop else None)
-    evaluate_squad(args.paths, limit=args.limit, articles=articles, split=args.split)
+    from .cli import with_ranker
+
+    evaluate_squad(args.paths, limit=args.limit, articles=articles, split=args.split,
+                   settings=with_ranker(Settings(), args))
     return 0
 
 
 def _run_article(args: argparse.Namespace) -> int:
-    result = evaluate_article(args.path)
+    from .cli import with_ranker
+
+    result = evaluate_article(args.path, settings=with_ranker(Settings(), args) if args.ranker else None)
     return 1 if result["failures"] else 0
 
 

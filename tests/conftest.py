@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from qa import Assistant, Retriever
 from qa.embedding import Embedder
+from qa.ranker import DEFAULT_RANKER
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 ARTICLE_DEV = SHARED / "eval" / "article_dev.json"
@@ -22,7 +24,8 @@ SQUAD_DEV = SHARED / "eval" / "squad-v2.0-dev-part-a.json"
 def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The per-user cache (where the default index goes) in a temp dir, so tests never touch the real one."""
     path = tmp_path_factory.mktemp("user-cache")
-    saved = {name: os.environ.pop(name, None) for name in ("XDG_CACHE_HOME", "QA_INDEX_DIR")}
+    # QA_RANKER too: the tests check the shipped answer ranker's answers.
+    saved = {name: os.environ.pop(name, None) for name in ("XDG_CACHE_HOME", "QA_INDEX_DIR", "QA_RANKER")}
     os.environ["XDG_CACHE_HOME"] = str(path)
     yield path
     for name, value in saved.items():
@@ -47,6 +50,14 @@ def retriever(article_index_dir: Path) -> Retriever:
 @pytest.fixture(scope="session")
 def assistant(retriever: Retriever) -> Assistant:
     return Assistant(retriever)
+
+
+@pytest.fixture(scope="session")
+def ranker_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped answer ranker copied elsewhere, as `qa train --out DIR` leaves one."""
+    path = tmp_path_factory.mktemp("ranker") / "answer-ranker"
+    shutil.copytree(DEFAULT_RANKER, path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
-from qa import Assistant, Document, InvalidQuestionError, Retriever, Settings
+from qa import Assistant, Document, InvalidQuestionError, ModelUnavailableError, Retriever, Settings
 from qa.answer import NOT_FOUND, cited, collapsed_to_original, continuation, opens_with_reference, refers_back
 from qa.candidates import cited_sentences
 from qa.evaluation import normalise
@@ -360,3 +363,18 @@ def test_only_a_likely_next_sentence_of_the_same_paragraph_that_refers_back_cont
     assert continuation(bridge, [council, second], [0.6, 0.5], 0, 0.1) is None  # not the next sentence
     assert continuation(bridge, [second, walkers], [0.6, 0.5], 0, 0.1) is None  # does not refer back
     assert continuation(bridge, [walkers, built], [0.6, 0.5], 0, 0.1) is None  # across a blank line
+
+
+def test_a_ranker_named_in_the_settings_answers_instead_of_the_shipped_one(
+        retriever: Retriever, assistant: Assistant, ranker_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    question = "How many troops would the new US policy send to Libya?"
+    chosen = Assistant(retriever, settings=dataclasses.replace(retriever.settings, ranker=str(ranker_copy)))
+    assert chosen.ranker.path == ranker_copy
+    assert chosen.ask(question) == assistant.ask(question)  # the same weights give the same answer
+    monkeypatch.setenv("QA_RANKER", str(ranker_copy))
+    assert Assistant(retriever, settings=Settings()).ranker.path == ranker_copy
+
+
+def test_a_missing_ranker_is_a_clear_error(retriever: Retriever, tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailableError, match="no answer ranker at .*qa train --out"):
+        Assistant(retriever, settings=dataclasses.replace(retriever.settings, ranker=str(tmp_path / "none")))

@@ -326,6 +326,7 @@ ERROR_CASES = {
     "info of missing index": lambda d, a: ["info", d / "no-such-index"],
     "corrupt index": lambda d, a: ["search", TROOPS, "--index", broken_index(d, a)],
     "missing history": lambda d, a: ["ask", TROOPS, "--index", a, "--history", d / "no-history.json"],
+    "missing ranker": lambda d, a: ["ask", TROOPS, "--index", a, "--ranker", d / "no-such-ranker"],
 }
 
 
@@ -433,6 +434,22 @@ def test_serve_limits_come_from_flags_then_environment(monkeypatch: pytest.Monke
     assert (settings.max_upload_mb, settings.max_session_documents, settings.session_linger) == (5, 4, 0)
     assert settings.max_history_turns == 7  # from the environment
     assert settings.max_question_chars == 1000 and settings.max_session_chars == 500_000  # defaults
+
+
+def test_ask_eval_and_serve_take_a_ranker(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                         article_index_dir: Path, ranker_copy: Path, tmp_path: Path) -> None:
+    """--ranker DIR answers with a model `qa train --out DIR` made (here a copy of the shipped one)."""
+    import app
+
+    shipped = json.loads(run(capsys, "ask", TROOPS, "--index", article_index_dir, "--json")[1])
+    code, out, _ = run(capsys, "ask", TROOPS, "--index", article_index_dir, "--json", "--ranker", ranker_copy)
+    assert code == 0 and json.loads(out) == shipped
+    code, _, err = run(capsys, "eval", "article", "--ranker", tmp_path / "no-such-ranker")
+    assert code == 1 and err.startswith("qa: error: no answer ranker at")
+    launched = {}
+    monkeypatch.setattr(app, "launch", lambda **kwargs: launched.update(kwargs))
+    assert main(["serve", "--ranker", str(ranker_copy)]) == 0
+    assert launched["settings"].ranker == str(ranker_copy)
 
 
 @pytest.mark.parametrize(("argv", "env", "expected"), [
