@@ -137,6 +137,11 @@ class TrainConfig:
             from the base model).
         after: questions of the seeded draw that the `start` run read; this run draws `questions` others
             (0 for all the rest) and, of the development articles, reads only the unanswerable questions.
+        cooldown: finish a run early, from its checkpoint: it ends this many steps after the step it resumes
+            at, its learning rate falling linearly from where it was to 0 (the cool-down of a warm-up, stable,
+            decay schedule: `learning_rate_factor`); 0 keeps the planned schedule. The run then has a model
+            at any point, not only after all of its steps.
+        until: stop after this optimiser step, with a checkpoint to resume from (0: run to the end).
         limit: use at most this many questions per split (a quick smoke run), 0 for all.
         steps: stop after this many optimiser steps (a quick smoke run), 0 for `epochs`.
     """
@@ -158,6 +163,8 @@ class TrainConfig:
     checkpoint_minutes: float = 10.0
     start: str = ""
     after: int = 0
+    cooldown: int = 0
+    until: int = 0
     limit: int = 0
     steps: int = 0
     seed: int = SEED
@@ -501,14 +508,25 @@ class Checkpoints:
 
 
 # Settings that may differ between a run and its resumption without changing what is trained.
-_RESUMABLE = {"threads", "device", "checkpoint_minutes"}
+_RESUMABLE = {"threads", "device", "checkpoint_minutes", "cooldown", "until"}
+
+
+def learning_rate_factor(step: int, steps: int, cool_from: int | None = None, cool_steps: int = 0) -> float:
+    """The learning rate at `step`, as a share of the peak: a linear warm-up over the first tenth of the planned
+    `steps`, then a linear decay to 0 at `steps`; or, from `cool_from` on, a linear decay from the rate there
+    to 0 over `cool_steps` steps (a cool-down that ends the run early)."""
+    warm_up = max(1, steps // 10)
+    if cool_from is not None and step >= cool_from:
+        return learning_rate_factor(cool_from, steps) * max(0.0, (cool_from + cool_steps - step) / max(1, cool_steps))
+    return min(1.0, (step + 1) / warm_up) * max(0.0, (steps - step) / steps)
 
 
 def train_encoder(questions: Sequence[SquadQuestion], sentences: Callable[[], TrainingSentences],
                   config: TrainConfig, checkpoints: Checkpoints | None = None, *, resume: bool = False) -> Any:
     """Fine-tune the cross-encoder on the training groups (see `training_groups`); returns it on the CPU, in
-    evaluation mode. Saves a checkpoint every `config.checkpoint_minutes` and at the end. `sentences` makes
-    the training sentences when first needed (a run resumed from its final checkpoint needs none)."""
+    evaluation mode, or None when it stopped at `config.until` before its end. Saves a checkpoint every
+    `config.checkpoint_minutes` and at the end. `sentences` makes the training sentences when first needed
+    (a run resumed from its final checkpoint needs none)."""
     import torch
     from transformers import AutoTokenizer
 
@@ -534,12 +552,20 @@ def train_encoder(questions: Sequence[SquadQuestion], sentences: Callable[[], Tr
     optimiser = torch.optim.AdamW([{"params": body, "lr": config.learning_rate},
                                    {"params": heads, "lr": 5 * config.learning_rate}], weight_decay=0.01)
     per_epoch = math.ceil(len(questions) / config.questions_per_step)
-    steps = config.steps or max(1, math.ceil(per_epoch * config.epochs))
-    warm_up = max(1, steps // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda s: min(1.0, (s + 1) / warm_up) * max(0.0, (steps - s) / steps))
-    step, running, spent = 0, None, 0.0
+    planned = config.steps or max(1, math.ceil(per_epoch * config.epochs))
     state = checkpoints.load() if checkpoints is not None and resume else None
+    # A cool-down, once begun, is the run's schedule from then on, whatever a resumption asks.
+    cool_from, cool_steps = (state or {}).get("cool_from"), int((state or {}).get("cool_steps", 0))
+    if config.cooldown and cool_from is None:
+        if state is None:
+            raise QAError("--cooldown ends a run early from its checkpoint: give --resume and that run's --checkpoint")
+        cool_from, cool_steps = int(state["step"]), min(config.cooldown, max(0, planned - int(state["step"])))
+        log.info("cooling down from step %d: the run ends at step %d of the %d planned", cool_from,
+                 cool_from + cool_steps, planned)
+    steps = planned if cool_from is None else cool_from + cool_steps
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda s: learning_rate_factor(s, planned, cool_from, cool_steps))
+    step, running, spent = 0, None, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
@@ -554,13 +580,18 @@ def train_encoder(questions: Sequence[SquadQuestion], sentences: Callable[[], Tr
             checkpoints.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                               "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
                               "step": step, "steps": steps, "loss": running,
-                              "seconds": spent + time.perf_counter() - started})
+                              "seconds": spent + time.perf_counter() - started,
+                              **({"cool_from": cool_from, "cool_steps": cool_steps} if cool_from is not None else {})})
 
     model.train()
     started = last_save = time.perf_counter()
     first_step = step
     epoch, groups, corpus = -1, [], None
     while step < steps:
+        if config.until and step >= config.until:
+            save()
+            log.info("stopped at step %d of %d, as asked; --resume continues", step, steps)
+            return None
         if step // per_epoch != epoch:
             epoch = step // per_epoch
             corpus = corpus or sentences()
@@ -589,6 +620,7 @@ def train_encoder(questions: Sequence[SquadQuestion], sentences: Callable[[], Tr
     save()
     model.eval()
     model.training_seconds = spent + time.perf_counter() - started
+    model.schedule = {"steps": steps, "planned_steps": planned, "cool_from": cool_from}
     return model.to("cpu")
 
 
@@ -913,8 +945,13 @@ def train(files: Sequence[str | Path], out: str | Path, config: TrainConfig = Tr
         return split
 
     checkpoints = Checkpoints(Path(checkpoint), config) if checkpoint else None
+    if (config.until or config.cooldown) and checkpoints is None:
+        raise QAError("--until and --cooldown need a --checkpoint to stop at or to start from")
     echo("training the cross-encoder")
     model = train_encoder(learning, sentences, config, checkpoints, resume=resume)
+    if model is None:
+        echo(f"stopped as asked (--until {config.until}), with a checkpoint at {checkpoint}; --resume continues")
+        return {}
     trained = time.perf_counter()
     echo(f"trained in {model.training_seconds:.0f} s of training; exporting and calibrating")
     settings = Settings(index_type="flat")
@@ -930,6 +967,7 @@ def train(files: Sequence[str | Path], out: str | Path, config: TrainConfig = Tr
                                                settings, echo)
         manifest = _manifest(files, training_files, config, first_stage, calibration, figures, staging,
                              seconds=model.training_seconds + time.perf_counter() - trained)
+        manifest["training"]["schedule"] = getattr(model, "schedule", {})
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         AnswerRanker(staging)  # loads and checks what is about to be shipped
         _replace_dir(staging, out)
@@ -1090,6 +1128,11 @@ def add_train_command(commands: Any) -> None:
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--limit", type=int, default=0, help="at most N questions per split (a smoke run)")
     parser.add_argument("--steps", type=int, default=0, help="stop after N optimiser steps (a smoke run)")
+    parser.add_argument("--cooldown", type=int, default=0, metavar="N",
+                        help="with --resume: end the run N steps from its checkpoint, the learning rate falling "
+                             "to 0 over them, and export that model (default: the planned schedule)")
+    parser.add_argument("--until", type=int, default=0, metavar="STEP",
+                        help="stop after optimiser step STEP with a checkpoint, to --resume later")
     parser.set_defaults(run=_run)
 
 
@@ -1112,7 +1155,7 @@ def _run(args: argparse.Namespace) -> int:
     config = TrainConfig(questions=args.questions, epochs=args.epochs, layers=args.layers, threads=args.threads,
                          device=args.device, checkpoint_minutes=args.checkpoint_minutes, seed=args.seed,
                          limit=args.limit, steps=args.steps, learning_rate=args.learning_rate,
-                         swapped=args.swapped, start=str(start or ""),
+                         swapped=args.swapped, start=str(start or ""), cooldown=args.cooldown, until=args.until,
                          after=questions_read_by(start, args.seed) if start else 0)
     if args.calibration_only or args.confidence_only:
         recalibrate(args.files, args.out, config, confidence_only=args.confidence_only)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -202,6 +203,46 @@ def test_training_runs_end_to_end_resumes_and_repeats(tmp_path: Path) -> None:
     refitted = recalibrate([development], out, config, echo=lambda line: None)
     assert refitted["files"] == manifest["files"] and refitted["first_stage"] == manifest["first_stage"]
     assert json.dumps(refitted["calibration"], sort_keys=True) == json.dumps(manifest["calibration"], sort_keys=True)
+
+
+def test_the_learning_rate_warms_up_decays_and_can_cool_down_early() -> None:
+    from qa.train import learning_rate_factor
+
+    planned = [learning_rate_factor(s, 100) for s in range(101)]
+    assert planned[0] == pytest.approx(0.1) and max(planned) == planned[9] and planned[100] == 0.0
+    assert all(a >= b for a, b in itertools.pairwise(planned[9:]))
+    cooled = [learning_rate_factor(s, 100, cool_from=40, cool_steps=20) for s in range(101)]
+    assert cooled[:41] == planned[:41]  # the same run up to the cool-down, and no jump at its start
+    assert cooled[50] == pytest.approx(planned[40] / 2) and cooled[60] == 0.0 and max(cooled[60:]) == 0.0
+
+
+def test_a_run_stops_when_asked_and_a_cool_down_finishes_it_early(tmp_path: Path) -> None:
+    """`--until` leaves a checkpoint mid-run; `--resume --cooldown N` ends the run N steps later, at a learning
+    rate of 0, with a model that loads and a checkpoint that counts as finished."""
+    import torch
+
+    from qa.errors import QAError
+    from qa.train import TrainConfig, questions_read_by, train
+
+    if not SQUAD_V2.is_file():
+        pytest.skip(f"{SQUAD_V2} not found")
+    development = _tiny_squad(SQUAD_V2, tmp_path / "dev.json", slice(0, 6))
+    training = _tiny_squad(SQUAD_V2, tmp_path / "train.json", slice(6, 8))
+    quiet = {"echo": lambda line: None, "training_files": [training], "checkpoint": tmp_path / "ckpt.pt"}
+    config = TrainConfig(layers=1, steps=6, questions=40, threads=1)
+    with pytest.raises(QAError, match="--cooldown ends a run early"):
+        train([development], tmp_path / "early", dataclasses.replace(config, cooldown=2), **quiet)
+    assert train([development], tmp_path / "stopped", dataclasses.replace(config, until=2), **quiet) == {}
+    assert not (tmp_path / "stopped").exists()
+    assert torch.load(tmp_path / "ckpt.pt", weights_only=False)["step"] == 2
+    manifest = train([development], tmp_path / "cooled", dataclasses.replace(config, cooldown=2), resume=True,
+                     **quiet)
+    assert manifest["training"]["schedule"] == {"steps": 4, "planned_steps": 6, "cool_from": 2}
+    AnswerRanker(tmp_path / "cooled")
+    state = torch.load(tmp_path / "ckpt.pt", weights_only=False)
+    assert (state["step"], state["steps"]) == (4, 4)
+    assert [group["lr"] for group in state["optimiser"]["param_groups"]] == [0.0, 0.0]
+    assert questions_read_by(tmp_path / "ckpt.pt", config.seed) == 40  # a finished run, to start a next stage from
 
 
 def test_a_checkpoint_of_other_settings_is_refused(tmp_path: Path) -> None:
