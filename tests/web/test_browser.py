@@ -330,7 +330,11 @@ def test_text_typed_during_an_answer_is_kept_and_questions_are_answered_in_order
     box = page.locator("#qa-question textarea")
     box.fill(TROOPS)
     box.press("Enter")
-    box.type(EMBASSY)  # at once, while the first question is answered
+    # Typed as soon as the box has let go of the question, while it is answered. Not in the same
+    # millisecond as Enter: on a loaded machine a key Playwright sends then can reach the box before the
+    # browser has handled Enter, and join the question (seen in 1 run of 8 beside a training run).
+    expect(box).to_have_value("")
+    box.type(EMBASSY)
     expect(box).to_have_value(EMBASSY)
     box.press("Enter")
     box.type("A draft")  # the answers stream in while this is typed: it stays
