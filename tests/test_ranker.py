@@ -30,7 +30,8 @@ def test_shipped_model_matches_its_manifest() -> None:
                                                                   "squad-v2.0-dev-part-a.json"}
     assert all(len(d["sha256"]) == 64 for d in manifest["training"]["data"])
     assert 0.0 < manifest["calibration"]["min_answerable"] < 1.0
-    assert manifest["training"]["config"]["questions"] >= 10_000
+    questions = manifest["training"]["config"]["questions"]
+    assert questions == 0 or questions >= 10_000  # 0: every one of the 87,599
 
 
 def test_shipped_model_loads_offline_without_torch() -> None:
