@@ -133,10 +133,13 @@ class TrainConfig:
         threads: torch threads while training.
         device: where torch trains ("cpu" or "cuda"); the rest of the run is on the CPU.
         checkpoint_minutes: minutes between checkpoints.
-        start: a finished run's checkpoint whose cross-encoder this run continues to train ("" to start
-            from the base model).
+        start: where this run's cross-encoder begins ("" for the base model): a finished run's checkpoint, or
+            a model directory (`ranker.onnx` and its manifest), whose int8 weights are dequantized
+            (`model_weights`), so that the shipped model itself is the point a later session continues from.
         after: questions of the seeded draw that the `start` run read; this run draws `questions` others
             (0 for all the rest) and, of the development articles, reads only the unanswerable questions.
+        skip: optimiser steps of the seeded order that the `start` run took when it read every question
+            (`questions` 0): this run reads the same order from the step after them (`reading_point`).
         cooldown: finish a run early, from its checkpoint: it ends this many steps after the step it resumes
             at, its learning rate falling linearly from where it was to 0 (the cool-down of a warm-up, stable,
             decay schedule: `learning_rate_factor`); 0 keeps the planned schedule. The run then has a model
@@ -163,6 +166,7 @@ class TrainConfig:
     checkpoint_minutes: float = 10.0
     start: str = ""
     after: int = 0
+    skip: int = 0
     cooldown: int = 0
     until: int = 0
     limit: int = 0
@@ -552,7 +556,7 @@ def train_encoder(questions: Sequence[SquadQuestion], sentences: Callable[[], Tr
     optimiser = torch.optim.AdamW([{"params": body, "lr": config.learning_rate},
                                    {"params": heads, "lr": 5 * config.learning_rate}], weight_decay=0.01)
     per_epoch = math.ceil(len(questions) / config.questions_per_step)
-    planned = config.steps or max(1, math.ceil(per_epoch * config.epochs))
+    planned = config.steps or max(1, math.ceil(per_epoch * config.epochs) - config.skip)
     state = checkpoints.load() if checkpoints is not None and resume else None
     # A cool-down, once begun, is the run's schedule from then on, whatever a resumption asks.
     cool_from, cool_steps = (state or {}).get("cool_from"), int((state or {}).get("cool_steps", 0))
@@ -592,11 +596,12 @@ def train_encoder(questions: Sequence[SquadQuestion], sentences: Callable[[], Tr
             save()
             log.info("stopped at step %d of %d, as asked; --resume continues", step, steps)
             return None
-        if step // per_epoch != epoch:
-            epoch = step // per_epoch
+        position = step + config.skip  # in the seeded order, which a continued run shares with its start
+        if position // per_epoch != epoch:
+            epoch = position // per_epoch
             corpus = corpus or sentences()
             groups = training_groups(questions, corpus, config, epoch)
-        at_step = step % per_epoch
+        at_step = position % per_epoch
         batch = groups[at_step * config.questions_per_step:(at_step + 1) * config.questions_per_step]
         if not batch:  # the epoch had fewer groups than questions (a question without a paragraph)
             step += 1
@@ -625,19 +630,96 @@ def train_encoder(questions: Sequence[SquadQuestion], sentences: Callable[[], Tr
 
 
 def _start_weights(path: Path) -> dict[str, Any]:
-    """The cross-encoder of a finished run's checkpoint, which a continuing run starts from."""
+    """The cross-encoder a continuing run starts from: a finished run's checkpoint, or a model directory's."""
+    if path.is_dir():
+        return model_weights(path)
     return _finished_run(path)["model"]
+
+
+def model_weights(directory: Path) -> dict[str, Any]:
+    """The cross-encoder of an exported model, its int8 weights dequantized back to float (`w = (q - zero) *
+    scale`), as a state dict for `build_encoder`. The word embeddings, frozen in training, are the base
+    model's; the "no answer" option of the loss, which is not exported, starts at 0. The quantizer keeps each
+    Linear's bias under its name; its weight is found as the MatMul whose result that bias is added to."""
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    try:
+        graph = onnx.load(str(directory / MODEL_FILE)).graph
+    except Exception as exc:  # noqa: BLE001 - any unreadable model gets the same answer
+        raise QAError(f"cannot start from {directory} ({exc}); give a model directory that `qa train` wrote") from exc
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    readers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    weights = {name: value for name, value in values.items()
+               if value.dtype == np.float32 and not name.endswith("_scale")}
+    for node in graph.node:
+        quantized = next((n for n in node.input if n.endswith("_quantized") and n in values), None)
+        if quantized is None:
+            continue
+        base = quantized[:-len("_quantized")]
+        weight = ((values[quantized].astype(np.float32) - values[base + "_zero_point"].astype(np.float32))
+                  * values[base + "_scale"])
+        if node.op_type == "Gather":  # an embedding table keeps its name
+            weights[base] = weight
+        else:
+            weights[_added_bias(node, readers, values)[:-len(".bias")] + ".weight"] = weight.T
+    weights.pop("bert.embeddings.word_embeddings.weight", None)
+    base_model = build_encoder(len({k.split(".")[3] for k in weights if k.startswith("bert.encoder.layer.")}))
+    state = base_model.state_dict()
+    unknown = sorted(set(weights) - set(state))
+    if unknown or any(tuple(state[k].shape) != weights[k].shape for k in weights):
+        raise QAError(f"cannot start from {directory}: its cross-encoder is not one `qa train` builds "
+                      f"({', '.join(unknown[:3]) or 'other shapes'})")
+    state.update({k: torch.tensor(v) for k, v in weights.items()})
+    return {**state, "null_option": torch.zeros(1)}
+
+
+def _added_bias(node: Any, readers: dict[str, list[Any]], values: dict[str, Any]) -> str:
+    """The bias initializer added, a few nodes on, to the result of the quantized MatMul `node`."""
+    frontier, seen = list(node.output), set()
+    while frontier:
+        for reader in readers.get(frontier.pop(0), []):
+            bias = next((n for n in reader.input if n.endswith(".bias") and n in values), None)
+            if reader.op_type == "Add" and bias is not None:
+                return bias
+            if reader.name not in seen:
+                seen.add(reader.name)
+                frontier.extend(reader.output)
+    raise QAError(f"cannot start from this model: the layer of {node.input[1]} was not found")
+
+
+def reading_point(path: Path, seed: int) -> tuple[int, int]:
+    """Where a run that continues the one behind `path` reads: (after, skip). A run that drew `questions`
+    of the seeded draw leaves the rest to draw from (`after`: how many it read); a run over every question
+    leaves the rest of the same seeded order (`skip`: the optimiser steps it took). `path` is a finished
+    run's checkpoint or the directory of a model `qa train` wrote."""
+    if path.is_dir():
+        try:
+            training = json.loads((path / MANIFEST).read_text(encoding="utf-8"))["training"]
+            saved, steps = training["config"], int(training["schedule"]["steps"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise QAError(f"cannot start from {path} ({exc}); give a model directory that `qa train` wrote") from exc
+    else:
+        state = _finished_run(path)
+        saved, steps = state.get("config", {}), int(state["step"])
+    if saved.get("seed") != seed:
+        raise QAError(f"the run that saved {path} drew its questions with seed {saved.get('seed')}, not {seed}")
+    if not saved.get("questions"):
+        return 0, int(saved.get("skip", 0)) + steps
+    return int(saved.get("after", 0)) + int(saved["questions"]), 0
 
 
 def questions_read_by(path: Path, seed: int) -> int:
     """How many answerable questions of the seeded draw the finished run at `path` read: a run that
     continues it draws from the others."""
-    saved = _finished_run(path).get("config", {})
-    if saved.get("seed") != seed:
-        raise QAError(f"the run that saved {path} drew its questions with seed {saved.get('seed')}, not {seed}")
-    if not saved.get("questions"):
+    after, skip = reading_point(path, seed)
+    if skip:
         raise QAError(f"the run that saved {path} read every training question: none is left to continue on")
-    return int(saved.get("after", 0)) + int(saved["questions"])
+    return after
 
 
 def _finished_run(path: Path) -> dict[str, Any]:
@@ -1111,8 +1193,9 @@ def add_train_command(commands: Any) -> None:
                         help="share of answerable questions asked instead with a name or number their paragraph "
                              f"never mentions, to be refused (default {TrainConfig.swapped})")
     parser.add_argument("--start", default="",
-                        help="a finished run's checkpoint: continue training its cross-encoder on --questions "
-                             "that run did not read (default: start from the base model)")
+                        help="a finished run's checkpoint or a model directory (e.g. the shipped one): continue "
+                             "training its cross-encoder on questions that run did not read (default: start from "
+                             "the base model)")
     parser.add_argument("--layers", type=int, default=TrainConfig.layers)
     parser.add_argument("--threads", type=int, default=TrainConfig.threads,
                         help=f"torch threads (default {TrainConfig.threads})")
@@ -1127,7 +1210,9 @@ def add_train_command(commands: Any) -> None:
                         help="refit only the answer's confidence of the model at --out (no training)")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--limit", type=int, default=0, help="at most N questions per split (a smoke run)")
-    parser.add_argument("--steps", type=int, default=0, help="stop after N optimiser steps (a smoke run)")
+    parser.add_argument("--steps", type=int, default=0,
+                        help="train for N optimiser steps, the learning rate's warm-up and decay spread over them "
+                             "(default: the --epochs)")
     parser.add_argument("--cooldown", type=int, default=0, metavar="N",
                         help="with --resume: end the run N steps from its checkpoint, the learning rate falling "
                              "to 0 over them, and export that model (default: the planned schedule)")
@@ -1155,8 +1240,12 @@ def _run(args: argparse.Namespace) -> int:
     config = TrainConfig(questions=args.questions, epochs=args.epochs, layers=args.layers, threads=args.threads,
                          device=args.device, checkpoint_minutes=args.checkpoint_minutes, seed=args.seed,
                          limit=args.limit, steps=args.steps, learning_rate=args.learning_rate,
-                         swapped=args.swapped, start=str(start or ""), cooldown=args.cooldown, until=args.until,
-                         after=questions_read_by(start, args.seed) if start else 0)
+                         swapped=args.swapped, start=str(start or ""), cooldown=args.cooldown, until=args.until)
+    if start:
+        after, skip = reading_point(start, args.seed)
+        if skip and config.questions:
+            raise QAError(f"{start} was trained on every question in a seeded order; continue it with --questions 0")
+        config = dataclasses.replace(config, after=after, skip=skip)
     if args.calibration_only or args.confidence_only:
         recalibrate(args.files, args.out, config, confidence_only=args.confidence_only)
         return 0

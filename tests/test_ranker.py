@@ -156,7 +156,7 @@ def _tiny_squad(source: Path, path: Path, articles: slice) -> Path:
 def test_training_runs_end_to_end_resumes_and_repeats(tmp_path: Path) -> None:
     """A smoke run trains, checkpoints, calibrates, exports and writes a model that loads; resuming from its
     final checkpoint, and a second run with the same seed, give the same model (no figures asserted)."""
-    from qa.train import TrainConfig, recalibrate, train
+    from qa.train import TrainConfig, reading_point, recalibrate, train
 
     if not SQUAD_V2.is_file():
         pytest.skip(f"{SQUAD_V2} not found")
@@ -187,6 +187,14 @@ def test_training_runs_end_to_end_resumes_and_repeats(tmp_path: Path) -> None:
     continued = train([development], tmp_path / "continued", second, checkpoint=tmp_path / "second.pt", **quiet)
     assert continued["training"]["config"]["start"] == str(tmp_path / "ckpt.pt")
     moved = AnswerRanker(tmp_path / "continued").relevance_of_pairs("Where were the Normans from?", pairs)
+    assert np.abs(moved - expected).max() > 1e-4
+
+    # Or from a model directory (the shipped one is such): it read 40 questions of the draw; a run continues after.
+    assert reading_point(out, config.seed) == (40, 0)
+    from_model = dataclasses.replace(config, start=str(out), after=40, questions=0)
+    continued = train([development], tmp_path / "from-model", from_model, checkpoint=tmp_path / "third.pt", **quiet)
+    assert continued["training"]["config"]["start"] == str(out)
+    moved = AnswerRanker(tmp_path / "from-model").relevance_of_pairs("Where were the Normans from?", pairs)
     assert np.abs(moved - expected).max() > 1e-4
     assert again["files"][MODEL_FILE] == manifest["files"][MODEL_FILE]
     points = [(first, answerable) for first in (0.05, 0.4, 0.9) for answerable in (0.1, 0.5, 0.95)]
@@ -431,3 +439,52 @@ def test_paraphrased_questions_about_informal_text_are_answered(informal: Assist
 def test_off_topic_questions_about_informal_text_are_refused(informal: Assistant) -> None:
     for question in ("What is the capital of Peru?", "Who won the 1998 World Cup?"):
         assert not informal.ask(question).found, question
+
+
+def test_a_model_directory_gives_back_the_cross_encoder_it_was_exported_from() -> None:
+    """`qa train --start MODEL_DIR` begins from the exported int8 weights, dequantized: the torch model they make
+    scores as the shipped ONNX model does, within the int8 activations' rounding, and picks the same sentence."""
+    import onnxruntime
+    import torch
+    from transformers import AutoTokenizer
+
+    from qa.embedding import resolve_model
+    from qa.train import BASE_MODEL, build_encoder, model_weights
+
+    weights = model_weights(DEFAULT_RANKER)
+    model = build_encoder(6)
+    model.register_parameter("null_option", torch.nn.Parameter(torch.zeros(1)))
+    model.load_state_dict(weights)
+    model.eval()
+    base = build_encoder(6).state_dict()["bert.embeddings.word_embeddings.weight"]
+    assert torch.equal(weights["bert.embeddings.word_embeddings.weight"], base)  # frozen in training: the base's
+    session = onnxruntime.InferenceSession(str(DEFAULT_RANKER / MODEL_FILE), providers=["CPUExecutionProvider"])
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(BASE_MODEL))
+    sentences = ["The lighthouse was built in 1821 after a storm sank three ships. [SEP] Harbour",
+                 "The harbour is busy in summer and quiet in winter. [SEP] Harbour",
+                 "Ferries leave for the island twice a day. [SEP] Harbour"]
+    for question in ("When was the lighthouse built?", "How often do ferries leave?", "When is the harbour quiet?"):
+        exported, restored = [], []
+        for sentence in sentences:
+            encoded = tokenizer([question], [sentence], return_tensors="np")
+            inputs = {name: encoded[name].astype(np.int64)
+                      for name in ("input_ids", "attention_mask", "token_type_ids")}
+            exported.append(float(session.run(None, inputs)[0][0]))
+            with torch.no_grad():
+                restored.append(float(model(*(torch.from_numpy(inputs[n]) for n in inputs))[0][0]))
+        assert np.argmax(restored) == np.argmax(exported)
+        assert np.abs(np.array(restored) - np.array(exported)).max() < 1.0
+
+
+def test_a_run_over_every_question_is_continued_in_its_own_order(tmp_path: Path) -> None:
+    from qa.errors import QAError
+    from qa.train import Checkpoints, TrainConfig, reading_point
+
+    manifest = json.loads((DEFAULT_RANKER / MANIFEST).read_text(encoding="utf-8"))["training"]
+    if manifest["config"]["questions"] == 0:  # the shipped model read every question's first steps
+        skip = manifest["config"].get("skip", 0) + manifest["schedule"]["steps"]
+        assert reading_point(DEFAULT_RANKER, manifest["seed"]) == (0, skip)
+    Checkpoints(tmp_path / "all.pt", TrainConfig(questions=0, skip=30)).save({"step": 12, "steps": 12, "model": {}})
+    assert reading_point(tmp_path / "all.pt", TrainConfig.seed) == (0, 42)
+    with pytest.raises(QAError, match="cannot start from"):
+        reading_point(tmp_path, TrainConfig.seed)  # a directory without a model
