@@ -589,7 +589,7 @@ def train_encoder(questions: Sequence[SquadQuestion], sentences: Callable[[], Tr
 
     model.train()
     started = last_save = time.perf_counter()
-    first_step = step
+    first_step, stepping_since = step, None  # the ETA counts from the first step, not the sentences' splitting
     epoch, groups, corpus = -1, [], None
     while step < steps:
         if config.until and step >= config.until:
@@ -606,6 +606,8 @@ def train_encoder(questions: Sequence[SquadQuestion], sentences: Callable[[], Tr
         if not batch:  # the epoch had fewer groups than questions (a question without a paragraph)
             step += 1
             continue
+        if stepping_since is None:
+            first_step, stepping_since = step, time.perf_counter()
         loss = _batch_loss(torch, model, tokenizer, batch, config, device)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
@@ -616,7 +618,7 @@ def train_encoder(questions: Sequence[SquadQuestion], sentences: Callable[[], Tr
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
         now = time.perf_counter()
         if step % 25 == 0 or step == steps:
-            rate = (now - started) / max(1, step - first_step)
+            rate = (now - stepping_since) / max(1, step - first_step)
             log.info("cross-encoder step %d of %d (%.0f%%), loss %.3f, %.0f s, ETA %s", step, steps,
                      100 * step / steps, running, now - started, _clock(rate * (steps - step)))
         if now - last_save > 60 * config.checkpoint_minutes:
