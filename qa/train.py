@@ -1141,11 +1141,21 @@ def _manifest(files: Sequence[str | Path], training_files: Sequence[str | Path],
             "data": [{"file": Path(f).name, "sha256": sha256(Path(f))} for f in [*training_files, *files]],
             "seed": config.seed,
             "config": dataclasses.asdict(config),
+            "started_from": _started_from(config.start),
             "seconds": round(seconds),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         },
         "licence": LICENCE,
     }
+
+
+def _started_from(start: str) -> dict[str, str] | None:
+    """What a continuing run began from, by content: its path may not exist on another machine."""
+    if not start:
+        return None
+    path = Path(start)
+    weights = path / MODEL_FILE if path.is_dir() else path
+    return {"path": start, "sha256": sha256(weights) if weights.is_file() else ""}
 
 
 def figures_table(figures: dict[str, float]) -> str:

@@ -194,6 +194,7 @@ def test_training_runs_end_to_end_resumes_and_repeats(tmp_path: Path) -> None:
     from_model = dataclasses.replace(config, start=str(out), after=40, questions=0)
     continued = train([development], tmp_path / "from-model", from_model, checkpoint=tmp_path / "third.pt", **quiet)
     assert continued["training"]["config"]["start"] == str(out)
+    assert continued["training"]["started_from"]["sha256"] == manifest["files"][MODEL_FILE]
     moved = AnswerRanker(tmp_path / "from-model").relevance_of_pairs("Where were the Normans from?", pairs)
     assert np.abs(moved - expected).max() > 1e-4
     assert again["files"][MODEL_FILE] == manifest["files"][MODEL_FILE]
