@@ -710,8 +710,8 @@ def reading_point(path: Path, seed: int) -> tuple[int, int]:
         saved, steps = state.get("config", {}), int(state["step"])
     if saved.get("seed") != seed:
         raise QAError(f"the run that saved {path} drew its questions with seed {saved.get('seed')}, not {seed}")
-    if not saved.get("questions"):
-        return 0, int(saved.get("skip", 0)) + steps
+    if not saved.get("questions"):  # it read all it drew from, in a seeded order: the rest of that order
+        return int(saved.get("after", 0)), int(saved.get("skip", 0)) + steps
     return int(saved.get("after", 0)) + int(saved["questions"]), 0
 
 
@@ -1256,7 +1256,7 @@ def _run(args: argparse.Namespace) -> int:
     if start:
         after, skip = reading_point(start, args.seed)
         if skip and config.questions:
-            raise QAError(f"{start} was trained on every question in a seeded order; continue it with --questions 0")
+            raise QAError(f"{start} read every question it drew, in a seeded order: continue it with --questions 0")
         config = dataclasses.replace(config, after=after, skip=skip)
     if args.calibration_only or args.confidence_only:
         recalibrate(args.files, args.out, config, confidence_only=args.confidence_only)

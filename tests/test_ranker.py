@@ -487,5 +487,17 @@ def test_a_run_over_every_question_is_continued_in_its_own_order(tmp_path: Path)
         assert reading_point(DEFAULT_RANKER, manifest["seed"]) == (0, skip)
     Checkpoints(tmp_path / "all.pt", TrainConfig(questions=0, skip=30)).save({"step": 12, "steps": 12, "model": {}})
     assert reading_point(tmp_path / "all.pt", TrainConfig.seed) == (0, 42)
+    rest = TrainConfig(questions=0, after=500, skip=30)  # a second stage that read all the first left, in order
+    Checkpoints(tmp_path / "rest.pt", rest).save({"step": 12, "steps": 12, "model": {}})
+    assert reading_point(tmp_path / "rest.pt", TrainConfig.seed) == (500, 42)
     with pytest.raises(QAError, match="cannot start from"):
         reading_point(tmp_path, TrainConfig.seed)  # a directory without a model
+
+
+def test_a_model_that_read_every_question_is_continued_only_in_its_order(capsys: pytest.CaptureFixture[str]) -> None:
+    from qa.cli import main
+
+    if json.loads((DEFAULT_RANKER / MANIFEST).read_text(encoding="utf-8"))["training"]["config"]["questions"]:
+        pytest.skip("the shipped model drew a share of the questions")
+    assert main(["train", "--start", str(DEFAULT_RANKER), "--questions", "100"]) != 0
+    assert "continue it with --questions 0" in capsys.readouterr().err
