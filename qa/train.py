@@ -733,7 +733,8 @@ def _finished_run(path: Path) -> dict[str, Any]:
             raise QAError(f"the run that saved {path} has not finished (step {state['step']} of {state['steps']})")
         return state
     except (OSError, KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as exc:
-        raise QAError(f"cannot start from {path} ({exc}); give the checkpoint of a finished `qa train` run") from exc
+        raise QAError(f"cannot start from {path} ({exc}); give a finished `qa train` run's checkpoint "
+                      "or a model directory") from exc
 
 
 def _batch_loss(torch: Any, model: Any, tokenizer: Any, batch: Sequence[Group], config: TrainConfig,
