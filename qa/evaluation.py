@@ -297,13 +297,11 @@ def calibration_errors(ranker: Any, answered: Sequence[tuple[Any, SquadQuestion]
 def gold_paragraph_reading(ranker: Any, retriever: Any, questions: Sequence[SquadQuestion]) -> dict[str, float]:
     """Short-answer EM/F1 given the gold paragraph, as published readers are measured: the cross-encoder reads
     each of its sentences, and the best one's span is the answer."""
-    from .ranker import pair_text
-
     em = score = 0.0
     for q in questions:
         sentence_ids = list(retriever.sentence_ids(q.doc_id))
         title = retriever.document(q.doc_id).title
-        texts = [pair_text(retriever.sentences[i].text, title) for i in sentence_ids]
+        texts = [ranker.pair(retriever.sentences[i].text, title, retriever.sentence_before(i)) for i in sentence_ids]
         relevance, spans = ranker.read_pairs(q.question, texts)
         best = int(relevance.argmax())
         span = spans[best]

@@ -149,6 +149,7 @@ class AnswerRanker:
         from .embedding import resolve_model
 
         self.max_length = int(self.manifest["max_length"])
+        self.reads_previous = bool(self.manifest.get("reads_previous", False))
         self.tokenizer = Tokenizer.from_file(str(Path(resolve_model(self.manifest["tokenizer"])) / "tokenizer.json"))
         # The longer side loses its end: a long question keeps its start and the sentence keeps room.
         self.tokenizer.enable_truncation(max_length=self.max_length, strategy="longest_first")
@@ -175,9 +176,17 @@ class AnswerRanker:
         elif not relevance_only:
             raise ModelUnavailableError(f"answer ranker at {path} is not calibrated; regenerate it with `qa train`")
 
-    def relevance(self, question: str, texts: Sequence[str], titles: Sequence[str]) -> np.ndarray:
+    def pair(self, text: str, title: str, previous: str = "") -> str:
+        """The sentence side of a pair as this model reads it: with the sentence before (`previous`, "" for a
+        document's first) only if it was trained so (`reads_previous` in its manifest)."""
+        return pair_text(text, title, previous if self.reads_previous else None)
+
+    def relevance(self, question: str, texts: Sequence[str], titles: Sequence[str],
+                  previous: Sequence[str] | None = None) -> np.ndarray:
         """Cross-encoder scores of (question, sentence) pairs; shape (len(texts),), float32."""
-        return self.relevance_of_pairs(question, [pair_text(t, title) for t, title in zip(texts, titles, strict=True)])
+        before = previous if previous is not None else [""] * len(texts)
+        return self.relevance_of_pairs(question, [self.pair(t, title, p)
+                                                  for t, title, p in zip(texts, titles, before, strict=True)])
 
     def relevance_of_pairs(self, question: str, pair_texts: Sequence[str]) -> np.ndarray:
         """Cross-encoder scores of `question` against ready sentence sides (see `pair_text`)."""
@@ -210,11 +219,14 @@ class AnswerRanker:
         return self.session.run(None, feed)
 
     def rank(self, question: str, texts: Sequence[str], titles: Sequence[str], evidence: Sequence[Evidence],
-             *, previous_question: str | None = None, size: int = 6) -> Ranking:
-        """Probabilities that the shortlisted candidates answer `question` (asked after `previous_question`)."""
+             *, previous: Sequence[str] | None = None, previous_question: str | None = None, size: int = 6
+             ) -> Ranking:
+        """Probabilities that the shortlisted candidates answer `question` (asked after `previous_question`);
+        `previous` holds the sentence before each candidate in its document ("" for a first sentence)."""
         read = shortlist(self._first, evidence, size)
+        before = previous if previous is not None else [""] * len(texts)
         relevance, spans = self.read_pairs(ranker_question(question, previous_question),
-                                           [pair_text(texts[i], titles[i]) for i in read])
+                                           [self.pair(texts[i], titles[i], before[i]) for i in read])
         return self.calibrate(read, relevance, [evidence[i] for i in read], spans)
 
     def calibrate(self, read: np.ndarray, relevance: np.ndarray, evidence: Sequence[Evidence],
@@ -247,15 +259,22 @@ def ranker_question(question: str, previous_question: str | None) -> str:
 
 
 TITLE_WORDS = 8
+PREVIOUS_WORDS = 16
 
 
-def pair_text(text: str, title: str) -> str:
+def pair_text(text: str, title: str, previous: str | None = None) -> str:
     """The sentence side of a pair: the sentence, then the first `TITLE_WORDS` words of its document's title.
 
     Training titles (SQuAD's) have at most five words; a longer title costs word pieces on every pair
-    and tells the model little more.
+    and tells the model little more. For a model that reads the sentence before (`previous` not None; ""
+    for a document's first sentence), its first `PREVIOUS_WORDS` words come between the two: a sentence
+    that says "he" or "it" names its subject there. The sentence stays first, so a short answer's
+    character offsets are the sentence's own.
     """
-    return f"{' '.join(text.split())} [SEP] {' '.join(title.split()[:TITLE_WORDS])}"
+    sentence, heading = " ".join(text.split()), " ".join(title.split()[:TITLE_WORDS])
+    if previous is None:
+        return f"{sentence} [SEP] {heading}"
+    return f"{sentence} [SEP] {' '.join(previous.split()[:PREVIOUS_WORDS])} [SEP] {heading}"
 
 
 def shortlist(first_stage: _Logistic, evidence: Sequence[Evidence], size: int) -> np.ndarray:

@@ -308,6 +308,13 @@ class Retriever:
         position = self.corpus.positions[doc_id]
         return range(int(self.corpus.doc_sentences[position]), int(self.corpus.doc_sentences[position + 1]))
 
+    def sentence_before(self, sentence_id: int) -> str:
+        """The text of the sentence before this one in its document ("" for a document's first sentence)."""
+        before = sentence_id - 1
+        if before < 0 or self.sentences[before].doc_id != self.sentences[sentence_id].doc_id:
+            return ""
+        return self.sentences[before].text
+
     def vectors_of(self, sentence_ids: Sequence[int] | np.ndarray) -> np.ndarray:
         """The stored vectors of these sentences, shape (len(sentence_ids), dim), float32 (a small copy)."""
         return self.sentence_vectors[np.asarray(sentence_ids, dtype=np.int64)]

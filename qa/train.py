@@ -118,6 +118,7 @@ class TrainConfig:
     Attributes:
         layers: transformer layers kept from the base model (6: all of them).
         max_length: word pieces per (question, sentence) pair; the longer side loses its end.
+        reads_previous: the sentence side also holds the start of the sentence before (`pair_text`).
         questions: training questions drawn (seeded) from SQuAD's training files, 0 for all of them;
             the unanswerable ones are always kept.
         group: sentences per question in the listwise loss (one answering, the rest hard negatives).
@@ -151,6 +152,7 @@ class TrainConfig:
 
     layers: int = 6
     max_length: int = 96
+    reads_previous: bool = False
     questions: int = 14000
     group: int = 4
     questions_per_step: int = 8
@@ -235,20 +237,21 @@ def training_questions(training_files: Sequence[str | Path], development: Sequen
 
 
 def make_examples(retriever: Any, questions: Sequence[SquadQuestion], settings: Settings, *, gold: bool,
-                  follow_ups: bool, rng: random.Random, progress: str = "") -> list[Example]:
+                  follow_ups: bool, rng: random.Random, progress: str = "", reads_previous: bool = False
+                  ) -> list[Example]:
     """Examples of `questions`, each as a single question and (if `follow_ups`) as the follow-up of
-    the article's previous question whose answer is cited before it."""
+    the article's previous question whose answer is cited before it; `reads_previous` as in `pair_text`."""
     examples, previous = [], None
     started = time.perf_counter()
     for n, question in enumerate(questions):
-        examples.append(_example(retriever, question, settings, gold=gold))
+        examples.append(_example(retriever, question, settings, gold=gold, reads_previous=reads_previous))
         if follow_ups and previous is not None and previous.article == question.article:
             cited = answering_sentences(retriever, previous)
             if cited:
                 text = " ".join(normalise(retriever.sentences[i].text) for i in cited[:1]) + " [1]"
                 # Posed as a follow-up is posed: leaning on the previous question (as in training).
                 asked = dataclasses.replace(question, question=pronominalise(question.question, previous.question))
-                examples.append(_example(retriever, asked, settings, gold=gold,
+                examples.append(_example(retriever, asked, settings, gold=gold, reads_previous=reads_previous,
                                          history=[(previous.question, text)]))
         previous = question
         if progress and (n + 1) % 500 == 0:
@@ -257,7 +260,7 @@ def make_examples(retriever: Any, questions: Sequence[SquadQuestion], settings: 
 
 
 def _example(retriever: Any, question: SquadQuestion, settings: Settings, *, gold: bool,
-             history: Sequence[tuple[str, str]] = ()) -> Example:
+             history: Sequence[tuple[str, str]] = (), reads_previous: bool = False) -> Example:
     found = find_candidates(retriever, question.question, history, settings)
     sentences, evidence = list(found.sentences), list[Evidence | None](found.evidence)
     if gold:
@@ -266,7 +269,8 @@ def _example(retriever: Any, question: SquadQuestion, settings: Settings, *, gol
                 sentences.append(sentence_id)
                 evidence.append(None)
     labels = tuple(answers(retriever, question, i) for i in sentences)
-    texts = tuple(pair_text(retriever.sentences[i].text, _title(retriever, i)) for i in sentences)
+    texts = tuple(pair_text(retriever.sentences[i].text, _title(retriever, i),
+                            retriever.sentence_before(i) if reads_previous else None) for i in sentences)
     answerable = not question.impossible and question.doc_id in retriever.corpus.positions
     kind = "follow-up" if history else "single" if question.doc_id in retriever.corpus.positions else "absent"
     return Example(ranker_question(question.question, found.previous_question), tuple(sentences), texts, labels,
@@ -280,7 +284,8 @@ def answers(retriever: Any, question: SquadQuestion, sentence_id: int) -> bool:
             and contains_any(sentence.text, question.answers))
 
 
-def absent_examples(retriever: Any, questions: Sequence[SquadQuestion], settings: Settings) -> list[Example]:
+def absent_examples(retriever: Any, questions: Sequence[SquadQuestion], settings: Settings, *,
+                    reads_previous: bool = False) -> list[Example]:
     """`questions` asked of the corpus without their articles: the document does not answer them.
 
     Off-topic questions look unlike SQuAD 2.0's unanswerable ones (which reuse
@@ -288,7 +293,7 @@ def absent_examples(retriever: Any, questions: Sequence[SquadQuestion], settings
     """
     articles = {q.article for q in questions}
     elsewhere = retriever.remove([d.doc_id for d in retriever.documents if _article(d.doc_id) in articles])
-    return [_example(elsewhere, q, settings, gold=False) for q in questions]
+    return [_example(elsewhere, q, settings, gold=False, reads_previous=reads_previous) for q in questions]
 
 
 def _article(doc_id: str) -> str:
@@ -327,6 +332,7 @@ class TrainingSentences:
         self.texts: list[str] = []
         self.titles: list[str] = []
         self.by_paragraph: dict[str, range] = {}
+        self.paragraph_start: list[int] = []
         self.by_article: dict[str, list[int]] = {}
         self.paragraphs: dict[str, str] = {}
         self.names: dict[str, list[str]] = {}
@@ -337,6 +343,7 @@ class TrainingSentences:
             for sentence in split_sentences(document):
                 self.texts.append(normalise(sentence.text))
                 self.titles.append(document.title)
+                self.paragraph_start.append(first)
             self.by_paragraph[document.doc_id] = range(first, len(self.texts))
             self.by_article.setdefault(_article(document.doc_id), []).extend(range(first, len(self.texts)))
         self.terms = [frozenset(t) for t in terms(self.texts)]
@@ -346,8 +353,11 @@ class TrainingSentences:
                 counts[term] = counts.get(term, 0) + 1
         self.idf = {term: math.log(1 + len(self.terms) / count) for term, count in counts.items()}
 
-    def pair(self, sentence: int) -> str:
-        return pair_text(self.texts[sentence], self.titles[sentence])
+    def pair(self, sentence: int, reads_previous: bool = False) -> str:
+        """The sentence side of `sentence`'s pair (`pair_text`), with the sentence before it in its paragraph
+        if `reads_previous`."""
+        before = self.texts[sentence - 1] if sentence > self.paragraph_start[sentence] else ""
+        return pair_text(self.texts[sentence], self.titles[sentence], before if reads_previous else None)
 
     def closest_in_article(self, question_terms: Sequence[str], article: str, skip: range, size: int) -> list[int]:
         """The article's `size` sentences outside `skip` sharing the most IDF weight with the question."""
@@ -417,7 +427,7 @@ def training_groups(questions: Sequence[SquadQuestion], sentences: TrainingSente
         previous = questions[n - 1] if n else None
         if previous is not None and previous.article == question.article and rng.random() < config.follow_ups:
             asked = ranker_question(pronominalise(asked, previous.question), previous.question)
-        groups.append(Group(asked, tuple(sentences.pair(i) for i in chosen), target,
+        groups.append(Group(asked, tuple(sentences.pair(i, config.reads_previous) for i in chosen), target,
                             () if absent else question.answers))
     rng.shuffle(groups)
     return groups
@@ -1066,9 +1076,11 @@ def calibrate_model(staging: Path, manifest: dict[str, Any], retriever: Any, val
     """Fit every layer after the cross-encoder (stages 3 and 4) for the model in `staging`, whose `manifest`
     holds its cross-encoder and first stage; returns (calibration, validation figures)."""
     first_stage = _Logistic.from_json(manifest["first_stage"], FIRST_STAGE_FEATURES)
+    reads_previous = bool(manifest.get("reads_previous", False))
     examples = make_examples(retriever, validation, settings, gold=False, follow_ups=True,
-                             rng=random.Random(config.seed), progress="validation candidates")
-    examples += absent_examples(retriever, validation, settings)
+                             rng=random.Random(config.seed), progress="validation candidates",
+                             reads_previous=reads_previous)
+    examples += absent_examples(retriever, validation, settings, reads_previous=reads_previous)
     examples = [shortlisted(e, first_stage, settings.rerank_sentences) for e in examples]
     uncalibrated = {k: v for k, v in manifest.items() if k != "calibration"}
     (staging / MANIFEST).write_text(json.dumps(uncalibrated), encoding="utf-8")
@@ -1134,6 +1146,7 @@ def _manifest(files: Sequence[str | Path], training_files: Sequence[str | Path],
         "tokenizer": BASE_MODEL,
         "base_model": BASE_MODEL,
         "max_length": config.max_length,
+        "reads_previous": config.reads_previous,
         "files": {MODEL_FILE: sha256(staging / MODEL_FILE)},
         "first_stage": first_stage.to_json(),
         "calibration": calibration,
@@ -1209,6 +1222,9 @@ def add_train_command(commands: Any) -> None:
                         help="a finished run's checkpoint or a model directory (e.g. the shipped one): continue "
                              "training its cross-encoder on questions that run did not read (default: start from "
                              "the base model)")
+    parser.add_argument("--read-previous", action=argparse.BooleanOptionalAction, default=TrainConfig.reads_previous,
+                        help="each sentence is read with the start of the sentence before it, where a pronoun's "
+                             f"subject is named (default {TrainConfig.reads_previous})")
     parser.add_argument("--layers", type=int, default=TrainConfig.layers)
     parser.add_argument("--threads", type=int, default=TrainConfig.threads,
                         help=f"torch threads (default {TrainConfig.threads})")
@@ -1253,7 +1269,8 @@ def _run(args: argparse.Namespace) -> int:
     config = TrainConfig(questions=args.questions, epochs=args.epochs, layers=args.layers, threads=args.threads,
                          device=args.device, checkpoint_minutes=args.checkpoint_minutes, seed=args.seed,
                          limit=args.limit, steps=args.steps, learning_rate=args.learning_rate,
-                         swapped=args.swapped, start=str(start or ""), cooldown=args.cooldown, until=args.until)
+                         swapped=args.swapped, start=str(start or ""), cooldown=args.cooldown, until=args.until,
+                         reads_previous=args.read_previous)
     if start:
         after, skip = reading_point(start, args.seed)
         if skip and config.questions:

@@ -124,6 +124,45 @@ def test_the_short_answer_is_a_span_of_the_sentence_not_its_title() -> None:
     assert 0.0 < span.probability <= 1.0
 
 
+def test_a_pair_keeps_the_sentence_first_and_the_start_of_the_one_before() -> None:
+    from qa.ranker import PREVIOUS_WORDS, pair_text
+
+    before = " ".join(f"w{k}" for k in range(PREVIOUS_WORDS + 5))
+    text = pair_text("It  was built in 1821.", "Velmora harbour", before)
+    sentence, previous, title = text.split(" [SEP] ")
+    assert sentence == "It was built in 1821."  # the short answer's offsets are the sentence's own
+    assert previous.split() == before.split()[:PREVIOUS_WORDS]
+    assert title == "Velmora harbour"
+    assert pair_text("It was built in 1821.", "Velmora harbour", "").split(" [SEP] ") == [
+        "It was built in 1821.", "", "Velmora harbour"]
+    assert pair_text("It was built in 1821.", "Velmora harbour") == "It was built in 1821. [SEP] Velmora harbour"
+
+
+def test_the_sentence_before_stays_inside_its_document(tiny: Assistant) -> None:
+    retriever = tiny.retriever
+    for doc_id in ("harbour", "bridge"):
+        ids = retriever.sentence_ids(doc_id)
+        assert retriever.sentence_before(ids[0]) == ""
+        for i in ids[1:]:
+            assert retriever.sentence_before(i) == retriever.sentences[i - 1].text
+
+
+def test_training_reads_the_sentence_before_inside_its_paragraph(tmp_path: Path) -> None:
+    from qa.squad import load_squad
+    from qa.train import TrainingSentences
+
+    if not SQUAD_V2.is_file():
+        pytest.skip(f"{SQUAD_V2} not found")
+    documents, _ = load_squad([_tiny_squad(SQUAD_V2, tmp_path / "t.json", slice(0, 2))])
+    sentences = TrainingSentences(documents)
+    for paragraph in sentences.by_paragraph.values():
+        assert sentences.pair(paragraph[0], reads_previous=True).split(" [SEP] ")[1] == ""
+        for i in paragraph[1:]:
+            before = sentences.pair(i, reads_previous=True).split(" [SEP] ")[1]
+            assert before and sentences.texts[i - 1].startswith(before)
+        assert sentences.pair(paragraph[0]).count(" [SEP] ") == 1
+
+
 def test_a_pair_scores_the_same_whatever_is_read_with_it() -> None:
     """The int8 model quantizes activations with one scale per run: read in a batch, a sentence's score
     moved with its neighbours (and each pair was padded to the longest). Nor does reading pairs two at a
@@ -191,12 +230,19 @@ def test_training_runs_end_to_end_resumes_and_repeats(tmp_path: Path) -> None:
 
     # Or from a model directory (the shipped one is such): it read 40 questions of the draw; a run continues after.
     assert reading_point(out, config.seed) == (40, 0)
-    from_model = dataclasses.replace(config, start=str(out), after=40, questions=0)
+    # It may learn to read each sentence with the one before it: its manifest says so, and so it is read.
+    from_model = dataclasses.replace(config, start=str(out), after=40, questions=0, reads_previous=True)
     continued = train([development], tmp_path / "from-model", from_model, checkpoint=tmp_path / "third.pt", **quiet)
     assert continued["training"]["config"]["start"] == str(out)
     assert continued["training"]["started_from"]["sha256"] == manifest["files"][MODEL_FILE]
-    moved = AnswerRanker(tmp_path / "from-model").relevance_of_pairs("Where were the Normans from?", pairs)
+    assert continued["reads_previous"] and not manifest["reads_previous"]
+    reader = AnswerRanker(tmp_path / "from-model")
+    moved = reader.relevance_of_pairs("Where were the Normans from?", pairs)
     assert np.abs(moved - expected).max() > 1e-4
+    assert reader.pair("They came from Normandy.", "Normans", "The Normans were a people.") == (
+        "They came from Normandy. [SEP] The Normans were a people. [SEP] Normans")
+    assert ranker.pair("They came from Normandy.", "Normans", "The Normans were a people.") == (
+        "They came from Normandy. [SEP] Normans")
     assert again["files"][MODEL_FILE] == manifest["files"][MODEL_FILE]
     points = [(first, answerable) for first in (0.05, 0.4, 0.9) for answerable in (0.1, 0.5, 0.95)]
     confidences = [ranker.confidence(*point) for point in points]
