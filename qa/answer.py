@@ -198,6 +198,11 @@ class Assistant:
             confidence = self._confidence(ranking)
             return Answer(question, NOT_FOUND, False, (), found.query, found.ranked, confidence, None, leans,
                           round(ranking.answerable, 4))
+        return self.cite(question, found, ranking, follow_up=leans)
+
+    def cite(self, question: str, found: Candidates, ranking: Ranking, *, follow_up: bool = False) -> Answer:
+        """The answer once the ranker has judged the candidates and the document answers: [1] the most probable
+        sentence, more only as `Settings` says (`cited`, `continuation`), and the short answer inside [1]."""
         probabilities, copies = self._without_copies(found, ranking)
         chosen = cited(probabilities, self.settings.max_citations, self.settings.cite_confidence,
                        self.settings.cite_ratio)
@@ -209,8 +214,8 @@ class Assistant:
         best = chosen[0]
         span = ranking.spans[best] if ranking.spans else None
         phrase = self._phrase(found.sentences[ranking.read[best]], span, float(ranking.probabilities[best]))
-        return self._answer(question, found, pairs, phrase, confidence=self._confidence(ranking), follow_up=leans,
-                            answerable=ranking.answerable, copies=copies)
+        return self._answer(question, found, pairs, phrase, confidence=self._confidence(ranking),
+                            follow_up=follow_up, answerable=ranking.answerable, copies=copies)
 
     def _without_copies(self, found: Candidates, ranking: Ranking) -> tuple[list[float], dict[int, list[str]]]:
         """The probabilities with every repeat of a sentence (the same words in another document) set to 0,
@@ -236,7 +241,9 @@ class Assistant:
         retriever = self.retriever
         texts = [retriever.sentences[i].text for i in found.sentences]
         titles = [retriever.document(retriever.sentences[i].doc_id).title for i in found.sentences]
-        ranking = self.ranker.rank(question, texts, titles, found.evidence, previous_question=found.previous_question,
+        previous = [retriever.sentence_before(i) for i in found.sentences]
+        ranking = self.ranker.rank(question, texts, titles, found.evidence, previous=previous,
+                                   previous_question=found.previous_question,
                                    size=self.settings.rerank_sentences)
         return found, ranking
 
