@@ -20,7 +20,7 @@ The composer is extractive, so every claim is the document's own words:
 5. Citing. The most probable sentence is cited first. Another is cited only
    when it adds support the first lacks: the first is not yet convincing
    (the chance that none cited answers is above 1 - `cite_confidence`) and
-   the other is nearly as likely (at least `cite_ratio` of the first's
+   the other is likely enough (at least `cite_ratio` of the first's
    probability). Chosen neighbours in a document are cited as one span. The
    sentence after [1] joins it when it opens by referring back to it ("The
    first of which is …") and the ranker gives it some chance of answering
