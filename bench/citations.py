@@ -28,6 +28,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ranker", help="ranker directory (default: the shipped one)")
     parser.add_argument("--limit", type=int, default=0, help="at most N validation questions (0: all)")
+    parser.add_argument("--rerank-sentences", type=int, default=Settings.rerank_sentences,
+                        help=f"candidates the cross-encoder reads (default {Settings.rerank_sentences})")
     args = parser.parse_args()
     files = [f for f in DEFAULT_SQUAD_FILES if Path(f).is_file()]
     if not files:
@@ -37,7 +39,7 @@ def main() -> int:
     splits = split_articles(questions)
     validation = [q for q in questions if splits[q.article] == "validation" and not q.impossible]
     validation = validation[:args.limit or None]
-    settings = Settings(index_type="flat", ranker=args.ranker or "")
+    settings = Settings(index_type="flat", ranker=args.ranker or "", rerank_sentences=args.rerank_sentences)
     retriever = Retriever.build(documents, settings=settings)
     base = Assistant(retriever, settings=settings)
     started = time.perf_counter()
