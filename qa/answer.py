@@ -241,7 +241,7 @@ class Assistant:
         retriever = self.retriever
         texts = [retriever.sentences[i].text for i in found.sentences]
         titles = [retriever.document(retriever.sentences[i].doc_id).title for i in found.sentences]
-        previous = [retriever.sentence_before(i) for i in found.sentences]
+        previous = [retriever.sentence_before(i) for i in found.sentences] if self.ranker.reads_previous else None
         ranking = self.ranker.rank(question, texts, titles, found.evidence, previous=previous,
                                    previous_question=found.previous_question,
                                    size=self.settings.rerank_sentences)
