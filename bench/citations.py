@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from qa import Assistant, Retriever, Settings
-from qa.evaluation import _sentences_in
+from qa.evaluation import sentences_spanned
 from qa.squad import DEFAULT_SQUAD_FILES, contains_any, load_squad, split_articles
 
 RATIOS = (0.2, 0.3, 0.4, 0.5, 0.7)
@@ -67,7 +67,7 @@ def main() -> int:
                 citations += len(texts)
                 if hit:
                     right += 1
-                    more += sum(_sentences_in(retriever, c) for c in answer.citations) > 1
+                    more += sum(sentences_spanned(retriever, c) for c in answer.citations) > 1
             print(f"| {confidence} | {ratio} | {first / n:.1%} | {three / n:.1%} | "
                   f"{citations / max(1, len(ranked)):.2f} | {more / max(1, right):.1%} |")
     return 0

@@ -175,7 +175,7 @@ def evaluate_squad(paths: str | Path | Sequence[str | Path], *, limit: int | Non
     return results
 
 
-def _sentences_in(retriever: Any, citation: Any) -> int:
+def sentences_spanned(retriever: Any, citation: Any) -> int:
     """How many of the document's sentences a citation spans (neighbours are cited as one span)."""
     return sum(citation.start <= retriever.sentences[i].start < citation.end
                for i in retriever.sentence_ids(citation.doc_id))
@@ -207,7 +207,7 @@ def score_answer(answer: Any, question: SquadQuestion, threshold: float, min_phr
         first=bool(cited) and contains_any(cited[0], question.answers),
         any_of_three=any(contains_any(c, question.answers) for c in cited[:3]),
         citations=len(cited),
-        sentences=0 if refused else sum(_sentences_in(retriever, c) for c in answer.citations),
+        sentences=0 if refused else sum(sentences_spanned(retriever, c) for c in answer.citations),
         first_chars=len(cited[0]) if cited else 0,
         phrase_f1=f1(phrase, question.answers) if phrase else 0.0,
         phrase_em=exact_match(phrase, question.answers) if phrase else 0.0,

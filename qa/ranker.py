@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import Settings
 from .errors import ModelUnavailableError
 
 log = logging.getLogger(__name__)
@@ -219,10 +220,11 @@ class AnswerRanker:
         return self.session.run(None, feed)
 
     def rank(self, question: str, texts: Sequence[str], titles: Sequence[str], evidence: Sequence[Evidence],
-             *, previous: Sequence[str] | None = None, previous_question: str | None = None, size: int = 6
-             ) -> Ranking:
+             *, previous: Sequence[str] | None = None, previous_question: str | None = None,
+             size: int = Settings.rerank_sentences) -> Ranking:
         """Probabilities that the shortlisted candidates answer `question` (asked after `previous_question`);
-        `previous` holds the sentence before each candidate in its document ("" for a first sentence)."""
+        `previous` holds the sentence before each candidate in its document ("" for a first sentence); `size` of
+        them are shortlisted for the cross-encoder (`Settings.rerank_sentences`)."""
         read = shortlist(self._first, evidence, size)
         before = previous if previous is not None else [""] * len(texts)
         relevance, spans = self.read_pairs(ranker_question(question, previous_question),
