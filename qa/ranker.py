@@ -182,12 +182,9 @@ class AnswerRanker:
         document's first) only if it was trained so (`reads_previous` in its manifest)."""
         return pair_text(text, title, previous if self.reads_previous else None)
 
-    def relevance(self, question: str, texts: Sequence[str], titles: Sequence[str],
-                  previous: Sequence[str] | None = None) -> np.ndarray:
-        """Cross-encoder scores of (question, sentence) pairs; shape (len(texts),), float32."""
-        before = previous if previous is not None else [""] * len(texts)
-        return self.relevance_of_pairs(question, [self.pair(t, title, p)
-                                                  for t, title, p in zip(texts, titles, before, strict=True)])
+    def relevance(self, question: str, texts: Sequence[str], titles: Sequence[str]) -> np.ndarray:
+        """Cross-encoder scores of (question, sentence) pairs, each sentence read on its own; shape (len(texts),)."""
+        return self.relevance_of_pairs(question, [self.pair(t, title) for t, title in zip(texts, titles, strict=True)])
 
     def relevance_of_pairs(self, question: str, pair_texts: Sequence[str]) -> np.ndarray:
         """Cross-encoder scores of `question` against ready sentence sides (see `pair_text`)."""
