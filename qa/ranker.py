@@ -198,23 +198,26 @@ class AnswerRanker:
         padding every pair to the longest wasted about a fifth of the work. Runs being independent, up to
         `workers` of them go at once (docs/speed.md); the scores do not depend on how many.
         """
-        encodings = [self.tokenizer.encode(question, text) for text in pair_texts]
-        runs = self._pool.map(self._run, encodings) if self._pool and len(encodings) > 1 else map(self._run, encodings)
-        relevance = np.zeros(len(pair_texts), dtype=np.float32)
-        found: list[Span | None] = []
-        for k, (text, encoded, (score, spans)) in enumerate(zip(pair_texts, encodings, runs, strict=True)):
-            relevance[k] = float(np.asarray(score).reshape(-1)[0])
-            found.append(best_span(spans[0], encoded.offsets, encoded.sequence_ids, len(text.split(" [SEP] ")[0])))
-        return relevance, found
+        if self._pool and len(pair_texts) > 1:
+            # Longest first, so that the workers finish together: a long pair started last keeps one waiting.
+            order = sorted(range(len(pair_texts)), key=lambda k: -len(pair_texts[k]))
+            done = dict(zip(order, self._pool.map(lambda k: self._read(question, pair_texts[k]), order), strict=True))
+            reads = [done[k] for k in range(len(pair_texts))]
+        else:
+            reads = [self._read(question, text) for text in pair_texts]
+        return np.asarray([score for score, _ in reads], dtype=np.float32), [span for _, span in reads]
 
-    def _run(self, encoded: Any) -> list[np.ndarray]:
-        """The model's outputs (relevance, span logits) for one encoded pair."""
+    def _read(self, question: str, text: str) -> tuple[float, Span | None]:
+        """One pair, start to end (in a worker: the tokenizer and the span search overlap the other's run)."""
+        encoded = self.tokenizer.encode(question, text)
         feed = {
             "input_ids": np.asarray([encoded.ids], dtype=np.int64),
             "attention_mask": np.asarray([encoded.attention_mask], dtype=np.int64),
             "token_type_ids": np.asarray([encoded.type_ids], dtype=np.int64),
         }
-        return self.session.run(None, feed)
+        score, spans = self.session.run(None, feed)
+        span = best_span(spans[0], encoded.offsets, encoded.sequence_ids, len(text.split(" [SEP] ")[0]))
+        return float(np.asarray(score).reshape(-1)[0]), span
 
     def rank(self, question: str, texts: Sequence[str], titles: Sequence[str], evidence: Sequence[Evidence],
              *, previous: Sequence[str] | None = None, previous_question: str | None = None,
