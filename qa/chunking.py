@@ -133,10 +133,14 @@ def _sentences(document: Document, blocks: Iterable[tuple[int, int]], max_tokens
             found = block.find(stripped, cursor)
             if found < 0:  # pysbd altered the text; fall back to its own length
                 found = cursor
+            # No space before a piece that goes on with a word or a path: pysbd cut inside a word, at the dot
+            # of ".venv/bin" or "./run.sh" (a footnote mark such as "[1]" after a full stop stays apart).
+            glued = (0 < found == cursor and not block[found - 1].isspace()
+                     and (stripped[0].isalnum() or stripped[0] in "/\\_~"))
             cursor = found + len(stripped)
             start, end = block_start + found, block_start + cursor
-            if len(sentences) > block_first and len(_WORDS.findall(stripped)) < 2:
-                # A stray fragment such as "- Newsweek" joins the sentence before it.
+            if len(sentences) > block_first and (glued or len(_WORDS.findall(stripped)) < 2):
+                # A stray fragment such as "- Newsweek", or the rest of a cut word, joins the sentence before it.
                 start = sentences.pop().start
             for s, e in _cut_long(text, start, end, max_tokens):
                 sentences.append(Sentence(document.doc_id, s, e, text[s:e]))

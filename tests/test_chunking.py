@@ -124,6 +124,22 @@ def test_photo_caption_does_not_glue_onto_the_next_paragraph() -> None:
     assert following.text.startswith("Terrorists and other extremist armed groups")
 
 
+@pytest.mark.parametrize("text, expected", [
+    ("Start the chat:\n\n    python3 -m venv .venv && .venv/bin/pip install -e '.[app]' && .venv/bin/python app.py\n",
+     ["Start the chat:", "python3 -m venv .venv && .venv/bin/pip install -e '.[app]' && .venv/bin/python app.py"]),
+    ("Run ./run.sh now. Then wait.", ["Run ./run.sh now.", "Then wait."]),
+    ("Open config.yaml and set the key. Then restart.", ["Open config.yaml and set the key.", "Then restart."]),
+    ("The value is 3.14 here. Next one.", ["The value is 3.14 here.", "Next one."]),
+    ("Unpack it to C:\\qa\\.cache before you start. Then run it.",
+     ["Unpack it to C:\\qa\\.cache before you start.", "Then run it."]),
+])
+def test_a_sentence_is_not_cut_inside_a_word(text: str, expected: list[str]) -> None:
+    """pysbd ends a sentence at the dot of ".venv" or "./run.sh"; with no space there, the pieces are one."""
+    sentences = split_sentences(Document("d", text))
+    assert [s.text for s in sentences] == expected
+    assert all(text[s.start:s.end] == s.text for s in sentences)
+
+
 def test_windows_line_endings_split_like_unix_ones() -> None:
     unix = split_sentences(Document(doc_id="unix", text=PARAGRAPHS))
     windows = split_sentences(Document(doc_id="windows", text=PARAGRAPHS.replace("\n", "\r\n")))
