@@ -366,6 +366,48 @@ def test_only_a_likely_next_sentence_of_the_same_paragraph_that_refers_back_cont
     assert continuation(bridge, [walkers, built], [0.6, 0.5], 0, 0.1) is None  # across a blank line
 
 
+# -- a sentence that announces what follows -----------------------------------------------------
+
+SETUP = ("# Kettle server\n\n"
+         "Kettle serves tea orders over HTTP. It keeps every order in one SQLite file.\n\n"
+         "To install the server, run:\n\n"
+         "    pip install kettle-server && kettle init ./orders.db\n\n"
+         "The steps after that are:\n"
+         "- open port 8080 in the firewall\n"
+         "- set KETTLE_TOKEN to a long random string\n"
+         "- start it with kettle serve\n"
+         "- check the log for errors\n\n"
+         "Orders older than a year are deleted every night.")
+
+
+@pytest.fixture(scope="module")
+def setup_notes() -> Retriever:
+    return Retriever.build([Document("setup.md", SETUP, title="Kettle server")])
+
+
+def test_a_cited_sentence_ending_with_a_colon_brings_in_what_it_announces(setup_notes: Retriever) -> None:
+    """"To install the server, run:" answers "How do I install it?" only together with the command after it."""
+    answer = Assistant(setup_notes).ask("How do I install the Kettle server?")
+    assert answer.found
+    first = answer.citations[0]
+    assert "To install the server, run:" in first.text and "pip install kettle-server" in first.text
+    assert setup_notes.document(first.doc_id).text[first.start:first.end] == first.text
+    assert first.context_start <= first.start and first.end <= first.context_end
+    assert "pip install kettle-server && kettle init ./orders.db [1]" in answer.text
+    assert answer.phrase is None  # the short-answer model read only the announcement
+
+
+def test_an_announcement_runs_on_through_its_block_and_no_further(setup_notes: Retriever) -> None:
+    from qa.answer import ANNOUNCED_SENTENCES, announced
+
+    ids = list(setup_notes.sentence_ids("setup.md"))
+    texts = [setup_notes.sentences[i].text for i in ids]
+    install, steps = texts.index("To install the server, run:"), texts.index("The steps after that are:")
+    assert announced(setup_notes, ids[install]) == ids[install + 1]  # the command; a blank line ends its block
+    assert announced(setup_notes, ids[steps]) == ids[steps + ANNOUNCED_SENTENCES]  # a list: its first items
+    assert announced(setup_notes, ids[install - 1]) == ids[install - 1]  # no colon: the sentence alone
+
+
 def test_a_ranker_named_in_the_settings_answers_instead_of_the_shipped_one(
         retriever: Retriever, assistant: Assistant, ranker_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     question = "How many troops would the new US policy send to Libya?"
