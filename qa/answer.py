@@ -25,8 +25,9 @@ The composer is extractive, so every claim is the document's own words:
    sentence after [1] joins it when it opens by referring back to it ("The
    first of which is …") and the ranker gives it some chance of answering
    (`continuation_share`): [1] often only announces what that sentence says.
-   A cited sentence that ends with a colon brings in what it announces (the
-   command or list after "To install it, run:").
+   A cited sentence that ends with a colon or is a question brings in what
+   it announces or what answers it (the command after "To install it,
+   run:", the answer after a FAQ's question).
 6. The short answer. The cross-encoder also marks the phrase inside
    citation [1] that answers (a span of its words); it leads the answer when
    its calibrated probability of being right is at least one half.
@@ -216,7 +217,7 @@ class Assistant:
         best = chosen[0]
         span = ranking.spans[best] if ranking.spans else None
         if announced(self.retriever, found.sentences[ranking.read[best]]) != found.sentences[ranking.read[best]]:
-            span = None  # [1] announces its answer after the colon, where the span model did not read
+            span = None  # [1] announces its answer after it, where the span model did not read
         phrase = self._phrase(found.sentences[ranking.read[best]], span, float(ranking.probabilities[best]))
         return self._answer(question, found, pairs, phrase, confidence=self._confidence(ranking),
                             follow_up=follow_up, answerable=ranking.answerable, copies=copies)
@@ -288,18 +289,13 @@ class Assistant:
         as one span, in document order, at the place of the better of them: a
         sentence such as "The first of which is …" reads right only after the
         one it continues, and a reader sees one highlight instead of two. A span
-        that ends with a colon runs on through what it announces (`announced`).
+        that ends with a colon or a question runs on through what it announces (`announced`).
         """
         retriever = self.retriever
         passage_of = dict(zip(found.sentences, found.passages, strict=True))
         citations = []
-        runs = neighbour_runs(retriever, chosen)
-        taken = {sentence_id for run in runs for sentence_id, _ in run}
-        for n, span in enumerate(runs, start=1):
-            end = announced(retriever, span[-1][0])
-            if (taken - {i for i, _ in span}).intersection(range(span[-1][0] + 1, end + 1)):
-                end = span[-1][0]  # what it announces is cited on its own
-            first, last = retriever.sentences[span[0][0]], retriever.sentences[end]
+        for n, span in enumerate(neighbour_runs(retriever, with_announced(retriever, chosen)), start=1):
+            first, last = retriever.sentences[span[0][0]], retriever.sentences[span[-1][0]]
             best = max(span, key=lambda item: item[1])
             passage = passage_of[best[0]]
             document = retriever.document(first.doc_id)
@@ -394,27 +390,46 @@ ANNOUNCED_SENTENCES = 3
 def announced(retriever: Retriever, sentence_id: int) -> int:
     """The last sentence of a citation that ends with this one. A sentence ending with a colon announces
     what follows ("Start the chat on the bundled article:", then the command; "The steps are:", then a
-    list), which answers a "how" question where the announcement alone does not: the citation runs on
-    to the next sentence, even after a blank line, and on through that block (at most
-    `ANNOUNCED_SENTENCES`, never past the next blank line)."""
+    list), and a question in the document is answered by what follows it (a FAQ's "How do I reset the
+    password?"): either alone does not answer, so the citation runs on to the next sentence, even after
+    a blank line, and on through that block, crossing another blank line only after another
+    announcement ("Stop the server and run:"), at most `ANNOUNCED_SENTENCES` sentences in all."""
     sentences = retriever.sentences
-    if not sentences[sentence_id].text.rstrip().endswith(":"):
-        return sentence_id
     last = sentence_id
-    while last + 1 < len(sentences) and last - sentence_id < ANNOUNCED_SENTENCES:
+    while last - sentence_id < ANNOUNCED_SENTENCES and last + 1 < len(sentences):
         following = sentences[last + 1]
-        if following.doc_id != sentences[sentence_id].doc_id or (last > sentence_id and _PARAGRAPH_BREAK.search(
+        if following.doc_id != sentences[sentence_id].doc_id:
+            break
+        if not announces(sentences[last].text) and (last == sentence_id or _PARAGRAPH_BREAK.search(
                 retriever.document(following.doc_id).text, sentences[last].end, following.start)):
             break
         last += 1
     return last
 
 
+def with_announced(retriever: Retriever, chosen: list[tuple[int, float]]) -> list[tuple[int, float]]:
+    """`chosen` (sentence id, probability), best first, followed by what each chosen sentence announces
+    (`announced`) that is not chosen already, at the probability of the sentence announcing it."""
+    taken = {sentence_id for sentence_id, _ in chosen}
+    more = []
+    for sentence_id, probability in chosen:
+        for following in range(sentence_id + 1, announced(retriever, sentence_id) + 1):
+            if following not in taken:
+                taken.add(following)
+                more.append((following, probability))
+    return [*chosen, *more]
+
+
+def announces(text: str) -> bool:
+    """Whether a sentence announces what follows it: it ends with a colon or a question mark."""
+    return text.rstrip().rstrip("*_\"'\u201d\u2019)").endswith((":", "?"))
+
+
 def neighbour_runs(retriever: Retriever, chosen: list[tuple[int, float]]) -> list[list[tuple[int, float]]]:
     """`chosen` (sentence id, probability), best first, grouped into runs of consecutive sentences of one
     paragraph; each run in document order, the runs in the order of their best sentence. A blank line
     between two sentences keeps them apart: a cited span never crosses paragraphs, except from a sentence
-    ending with a colon to what it announces (`announced`)."""
+    ending with a colon or a question mark to what it announces (`announced`)."""
     sentences = retriever.sentences
     runs: list[list[tuple[int, float]]] = []
     for item in sorted(chosen):

@@ -408,6 +408,39 @@ def test_an_announcement_runs_on_through_its_block_and_no_further(setup_notes: R
     assert announced(setup_notes, ids[install - 1]) == ids[install - 1]  # no colon: the sentence alone
 
 
+FAQ = ("# Kettle FAQ\n\n"
+       "## Why is the order page slow?\n\n"
+       "Kettle rebuilds the order summary on every visit. With many orders this takes a while. "
+       "Set `summary_cache` to `10m` to rebuild it at most every ten minutes.\n\n"
+       "## How do I reset the admin password?\n\n"
+       "Stop the server and run:\n\n"
+       "    kettle admin reset --user admin\n\n"
+       "A new password is printed once.\n")
+
+
+def test_a_question_in_the_document_is_cited_with_the_answer_after_it() -> None:
+    """A FAQ's own question matches the user's best, but only what follows it answers."""
+    faq = Retriever.build([Document("faq.md", FAQ, title="Kettle FAQ")])
+    answer = Assistant(faq).ask("I forgot the Kettle admin password. How can I reset it?")
+    assert answer.found
+    assert "kettle admin reset --user admin" in answer.citations[0].text
+    texts = [normalise(c.text) for c in answer.citations]
+    assert len(texts) == len(set(texts)) and all(a not in b for a in texts for b in texts if a != b)
+
+
+def test_a_question_announces_its_whole_answer_block_and_a_colon_carries_on() -> None:
+    from qa.answer import announced, announces
+
+    faq = Retriever.build([Document("faq.md", FAQ, title="Kettle FAQ")])
+    ids = list(faq.sentence_ids("faq.md"))
+    texts = [faq.sentences[i].text for i in ids]
+    slow, reset = texts.index("Why is the order page slow?"), texts.index("How do I reset the admin password?")
+    assert announced(faq, ids[slow]) == ids[slow + 3]  # the three sentences of its answer
+    assert texts[reset + 2] == "kettle admin reset --user admin"
+    assert announced(faq, ids[reset]) == ids[reset + 2]  # "Stop the server and run:" carries on to the command
+    assert [announces(t) for t in ("Run:", "**Why?**", "It works.", "Note: it works.")] == [True, True, False, False]
+
+
 def test_a_ranker_named_in_the_settings_answers_instead_of_the_shipped_one(
         retriever: Retriever, assistant: Assistant, ranker_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     question = "How many troops would the new US policy send to Libya?"
