@@ -26,7 +26,7 @@ from typing import Any
 
 import gradio as gr
 
-from qa import QAError, Retriever, Settings
+from qa import QAError, Retriever, Settings, bundled_article
 from qa.config import LIMIT_ENV
 from qa.web.gate import PUBLIC_API, Gate
 from qa.web.handlers import Handlers
@@ -219,18 +219,26 @@ class DocumentsPanel:
     reset: gr.Button
 
 
-def chat_panel() -> ChatPanel:
+def examples_for(base: Retriever) -> list[str]:
+    """The example questions, which are about the bundled article: offered only when that is what is served."""
+    article = bundled_article()
+    served = base.documents
+    return EXAMPLES if len(served) == 1 and served[0].fingerprint == article.fingerprint else []
+
+
+def chat_panel(examples: list[str]) -> ChatPanel:
+    about = "the article" if examples else "the documents"
     chat = gr.Chatbot(elem_id="qa-chat", height=460, render_markdown=False, buttons=[], feedback_options=None,
-                      placeholder="Ask about the article, or upload your own documents below.", show_label=False,
+                      placeholder=f"Ask about {about}, or upload your own documents below.", show_label=False,
                       autoscroll=False)  # CHAT_JS scrolls to the question being answered instead
     with gr.Row(elem_id="qa-ask-row"):
         question = gr.Textbox(elem_id="qa-question", placeholder="Type a question",
                               show_label=False, scale=5, max_lines=4)
         send = gr.Button("Ask", variant="primary", elem_id="qa-ask", scale=1, min_width=80)
     with gr.Row(elem_id="qa-examples"):
-        examples = [gr.Button(q, size="sm", elem_classes="qa-example") for q in EXAMPLES]
+        buttons = [gr.Button(q, size="sm", elem_classes="qa-example") for q in examples]
         clear = gr.Button("Clear chat", size="sm", elem_id="qa-clear")
-    return ChatPanel(chat, question, send, examples, clear)
+    return ChatPanel(chat, question, send, buttons, clear)
 
 
 def sources_panel() -> gr.HTML:
@@ -329,7 +337,7 @@ def build_app(retriever: Retriever | None = None, *, index: str | Path | None = 
                     "beside the chat. Click a marker or a source to see it in the document.")
         with gr.Row(equal_height=False, elem_id="qa-main"):  # narrow screens: see PHONE in CSS
             with gr.Column(scale=3, elem_id="qa-left"):
-                chat = chat_panel()
+                chat = chat_panel(examples_for(base))
             with gr.Column(scale=2, elem_id="qa-right"):
                 sources = sources_panel()
         documents = documents_panel(handlers)
