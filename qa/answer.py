@@ -383,7 +383,7 @@ def continuation(retriever: Retriever, sentence_ids: Sequence[int], probabilitie
     return following
 
 
-#: Most sentences that a sentence ending with a colon brings into its citation.
+#: Most sentences that an announcing sentence (ending with a colon or a question mark) brings into its citation.
 ANNOUNCED_SENTENCES = 3
 
 
