@@ -12,7 +12,10 @@ ends a paragraph by itself.
 Markdown (and plain text written like it) has structure that is not text to
 quote: a heading is a sentence of its own, and the markers `#`, `-`, `*`,
 `+`, `1.`, `>` and thematic breaks (`---`) lie outside every sentence, so a
-citation quotes "Pressure", not "## Pressure Road bikes...".
+citation quotes "Pressure", not "## Pressure Road bikes...". A table row
+(`| a | b |`) is a sentence of its own without its outer pipes, and the
+rule under a table's header (`|---|---|`) is left out: a long table is not
+one "sentence" whose later rows the answer ranker never reads.
 
 pysbd slows down super-linearly on long inputs, so a block over
 `_MAX_BLOCK_CHARS` is cut further at a likely sentence end. Line breaks
@@ -41,9 +44,9 @@ _INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
 # Space within a line: any whitespace but a line break (so no-break and ideographic spaces too), or invisible.
 _GAP = rf"(?:[^\S\n\r\v\f\x1c-\x1e\x85\u2028\u2029]|[{_INVISIBLE}])"
 # A newline starts a new block when the next line is blank, indented,
-# a list item or heading, or when the line before it ends with a colon.
+# a list item, a heading or a table row, or when the line before it ends with a colon.
 _BLOCK_BREAK = re.compile(
-    rf"{_PARAGRAPH}|{_NEWLINE}(?={_GAP}*(?:{_NEWLINE}|{_PARAGRAPH})|[ \t]+\S|[#>*+-]|\d+[.)]\s)"
+    rf"{_PARAGRAPH}|{_NEWLINE}(?={_GAP}*(?:{_NEWLINE}|{_PARAGRAPH})|[ \t]+\S|[#>*+|-]|\d+[.)]\s)"
     rf"|(?<=:)[ \t]*{_NEWLINE}"
 )
 _LINE_END = re.compile(_NEWLINE)
@@ -58,6 +61,9 @@ _MARKER = re.compile(r"(?:>[ \t]?)*(?:(?:[-*+]|\d{1,9}[.)])(?:[ \t]+|$))?(?:\[[ 
 # Lines that are only markup: thematic breaks ("---", "* * *", "___") or setext underlines ("===", "--").
 _RULE_LINE = r"[ \t]*(?:(?:-[ \t]*)+|(?:\*[ \t]*){3,}|(?:_[ \t]*){3,}|(?:=[ \t]*)+)"
 _RULE = re.compile(rf"{_RULE_LINE}(?:{_NEWLINE}{_RULE_LINE})*")
+# A Markdown table: the row under its header ("|---|:---:|") is markup; a row's outer pipes lie outside its text.
+_TABLE_RULE = re.compile(r"[ \t]*\|?(?:[ \t]*:?-+:?[ \t]*\|)+(?:[ \t]*:?-+:?[ \t]*)?")
+_TABLE_ROW = re.compile(r"\|(.*?)\|?[ \t]*$", re.DOTALL)
 # A setext underline under a paragraph: the lines above it are a heading.
 _UNDERLINE = re.compile(rf"{_NEWLINE}[ \t]*=+[ \t]*(?={_NEWLINE}|$)")
 # pysbd's time grows faster than linearly with its input (80 KB in one call
@@ -195,7 +201,11 @@ def _structure(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
     """The text of one block without its Markdown markup: a heading line (ATX, or setext over `===`) as a span
     of its own, then the rest; blockquote and list markers left out; a thematic break left out entirely."""
     for first, last in _trimmed(text, start, end):
-        if _RULE.fullmatch(text, first, last):
+        if _RULE.fullmatch(text, first, last) or _TABLE_RULE.fullmatch(text, first, last):
+            return
+        row = _TABLE_ROW.fullmatch(text, first, last)
+        if row:
+            yield from _trimmed(text, row.start(1), row.end(1))
             return
         heading = _HEADING.match(text, first, last)
         if heading:

@@ -441,6 +441,17 @@ def test_a_question_announces_its_whole_answer_block_and_a_colon_carries_on() ->
     assert [announces(t) for t in ("Run:", "**Why?**", "It works.", "Note: it works.")] == [True, True, False, False]
 
 
+def test_a_question_about_a_table_row_cites_that_row() -> None:
+    rows = "".join(f"| `option_{n}` | `{n}` | Unused setting number {n} |\n" for n in range(12))
+    text = ("# Feeds\n\n| Setting | Default | Meaning |\n|---|---|---|\n" + rows
+            + "| `retry_failed_after` | `6h` | Wait before a feed that returned an error is tried again |\n")
+    answer = Assistant(Retriever.build([Document("config.md", text, title="Feeds")])).ask(
+        "How long does it wait before retrying a feed that failed?")
+    assert answer.found
+    row = "`retry_failed_after` | `6h` | Wait before a feed that returned an error is tried again"
+    assert answer.citations[0].text == row
+
+
 def test_a_ranker_named_in_the_settings_answers_instead_of_the_shipped_one(
         retriever: Retriever, assistant: Assistant, ranker_copy: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     question = "How many troops would the new US policy send to Libya?"

@@ -124,6 +124,18 @@ def test_photo_caption_does_not_glue_onto_the_next_paragraph() -> None:
     assert following.text.startswith("Terrorists and other extremist armed groups")
 
 
+def test_markdown_table_rows_are_sentences_without_their_pipes_or_rule() -> None:
+    """A table is one row per line: each row is cited on its own, and a long table's last rows are still read."""
+    text = ("Settings:\n\n| Setting | Default | Meaning |\n|:--|--:|---|\n"
+            "| `interval` | `15m` | How often feeds are checked |\n| `timeout` | `20s` | Time limit for one feed\n\n"
+            "That is all.")
+    sentences = split_sentences(Document("t", text))
+    assert [s.text for s in sentences] == ["Settings:", "Setting | Default | Meaning",
+                                           "`interval` | `15m` | How often feeds are checked",
+                                           "`timeout` | `20s` | Time limit for one feed", "That is all."]
+    assert all(text[s.start:s.end] == s.text for s in sentences)
+
+
 @pytest.mark.parametrize("text, expected", [
     ("Start the chat:\n\n    python3 -m venv .venv && .venv/bin/pip install -e '.[app]' && .venv/bin/python app.py\n",
      ["Start the chat:", "python3 -m venv .venv && .venv/bin/pip install -e '.[app]' && .venv/bin/python app.py"]),
