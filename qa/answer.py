@@ -267,6 +267,9 @@ class Assistant:
             return None
         sentence = self.retriever.sentences[sentence_id]
         start, end = whole_words(sentence.text, *collapsed_to_original(sentence.text, span.start, span.end))
+        cell_end = sentence.text.find(" | ", start, end)
+        if cell_end >= 0:  # a short answer is one table cell, not a run of them
+            start, end = whole_words(sentence.text, start, cell_end)
         if start >= end:
             return None
         document = self.retriever.document(sentence.doc_id)

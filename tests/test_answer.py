@@ -450,6 +450,7 @@ def test_a_question_about_a_table_row_cites_that_row() -> None:
     assert answer.found
     row = "`retry_failed_after` | `6h` | Wait before a feed that returned an error is tried again"
     assert answer.citations[0].text == row
+    assert answer.phrase is not None and answer.phrase.text == "6h"  # one cell, not "6h` | Wait before …"
 
 
 def test_a_ranker_named_in_the_settings_answers_instead_of_the_shipped_one(
