@@ -418,9 +418,13 @@ FAQ = ("# Kettle FAQ\n\n"
        "A new password is printed once.\n")
 
 
-def test_a_question_in_the_document_is_cited_with_the_answer_after_it() -> None:
+@pytest.fixture(scope="module")
+def faq() -> Retriever:
+    return Retriever.build([Document("faq.md", FAQ, title="Kettle FAQ")])
+
+
+def test_a_question_in_the_document_is_cited_with_the_answer_after_it(faq: Retriever) -> None:
     """A FAQ's own question matches the user's best, but only what follows it answers."""
-    faq = Retriever.build([Document("faq.md", FAQ, title="Kettle FAQ")])
     answer = Assistant(faq).ask("I forgot the Kettle admin password. How can I reset it?")
     assert answer.found
     assert "kettle admin reset --user admin" in answer.citations[0].text
@@ -428,10 +432,9 @@ def test_a_question_in_the_document_is_cited_with_the_answer_after_it() -> None:
     assert len(texts) == len(set(texts)) and all(a not in b for a in texts for b in texts if a != b)
 
 
-def test_a_question_announces_its_whole_answer_block_and_a_colon_carries_on() -> None:
+def test_a_question_announces_its_whole_answer_block_and_a_colon_carries_on(faq: Retriever) -> None:
     from qa.answer import announced, announces
 
-    faq = Retriever.build([Document("faq.md", FAQ, title="Kettle FAQ")])
     ids = list(faq.sentence_ids("faq.md"))
     texts = [faq.sentences[i].text for i in ids]
     slow, reset = texts.index("Why is the order page slow?"), texts.index("How do I reset the admin password?")
