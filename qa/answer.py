@@ -17,7 +17,9 @@ The composer is extractive, so every claim is the document's own words:
    the probability that it answers, and the probability that the document
    answers at all. Below its calibrated threshold the answer says the
    document does not say, and nothing is cited as support.
-5. Citing. The most probable sentence is cited first. Another is cited only
+5. Citing. The most probable sentence is cited first; for a question that asks
+   what a named thing is ("What is the PC/GNA?"), the likeliest candidate
+   that introduces the term is (`qa.definitions`). Another is cited only
    when it adds support the first lacks: the first is not yet convincing
    (the chance that none cited answers is above 1 - `cite_confidence`) and
    the other is likely enough (at least `cite_ratio` of the first's
@@ -43,6 +45,7 @@ from typing import Any
 
 from .candidates import Candidates, find_candidates, normalise
 from .config import Settings
+from .definitions import introducing
 from .frame import frame_answer
 from .lexical import terms
 from .ranker import DEFAULT_RANKER, AnswerRanker, Ranking, Span, load_ranker
@@ -207,6 +210,8 @@ class Assistant:
         """The answer once the ranker has judged the candidates and the document answers: [1] the most probable
         sentence, more only as `Settings` says (`cited`, `continuation`), and the short answer inside [1]."""
         probabilities, copies = self._without_copies(found, ranking)
+        probabilities = introduction_first(question, [self.retriever.sentences[found.sentences[i]].text
+                                                      for i in ranking.read], probabilities)
         chosen = cited(probabilities, self.settings.max_citations, self.settings.cite_confidence,
                        self.settings.cite_ratio)
         following = continuation(self.retriever, [found.sentences[i] for i in ranking.read], probabilities,
@@ -249,7 +254,7 @@ class Assistant:
         previous = [retriever.sentence_before(i) for i in found.sentences] if self.ranker.reads_previous else None
         ranking = self.ranker.rank(question, texts, titles, found.evidence, previous=previous,
                                    previous_question=found.previous_question,
-                                   size=self.settings.rerank_sentences)
+                                   size=self.settings.rerank_sentences, must_read=found.introducing)
         return found, ranking
 
     def _confidence(self, ranking: Ranking) -> float:
@@ -308,6 +313,23 @@ class Assistant:
                                       document.text[context_start:context_end], context_start, context_end,
                                       tuple(dict.fromkeys(d for i, _ in span for d in copies.get(i, ())))))
         return citations
+
+
+def introduction_first(question: str, texts: Sequence[str], probabilities: list[float]) -> list[float]:
+    """The probabilities with the likeliest sentence that introduces the term a "What is X?" question asks about
+    (`qa.definitions`) raised to the top, so that it is cited first; unchanged for other questions, or when no
+    candidate introduces the term."""
+    introducers = [k for k in introducing(question, texts) if probabilities[k] > 0.0]
+    if not introducers:
+        return probabilities
+    best = max(introducers, key=lambda k: probabilities[k])
+    top = max(probabilities)
+    if probabilities[best] >= top:
+        return probabilities
+    raised = list(probabilities)
+    raised[best] = top
+    raised = [p if k == best or p < top else p * 0.999 for k, p in enumerate(raised)]
+    return raised
 
 
 def cited(probabilities: Sequence[float], limit: int, confidence: float, ratio: float) -> list[int]:

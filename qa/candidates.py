@@ -10,7 +10,9 @@ This is the retrieval side's one call for answering (`find_candidates`):
    previous question, and the sentences the previous answer cited, each with
    the sentence after it, are candidates: a follow-up often asks about what
    was just said, or about what comes next.
-4. Each candidate gets its `Evidence`: meaning (embedding similarity),
+4. A question that asks what a named thing is ("What is the PC/GNA?") also
+   has the sentences that introduce the term (`qa.definitions`).
+5. Each candidate gets its `Evidence`: meaning (embedding similarity),
    shared terms, the rank of its passage, and whether the conversation put
    it forward. The answer ranker reads that; nothing else of the index.
 """
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import Settings
+from .definitions import asked_term, introduces
 from .lexical import terms
 from .ranker import Evidence
 from .retrieval import Passage, Retriever, Where
@@ -43,6 +46,8 @@ class Candidates:
         ranked: the retrieved passages, best first.
         query: the text searched.
         previous_question: the question before, in a conversation.
+        introducing: positions (in `sentences`) of the sentences that introduce the term a "What is X?"
+            question asks about: the ranker reads them whatever the first stage says.
     """
 
     sentences: tuple[int, ...]
@@ -51,6 +56,7 @@ class Candidates:
     ranked: tuple[Passage, ...]
     query: str
     previous_question: str | None
+    introducing: tuple[int, ...] = ()
 
 
 def find_candidates(retriever: Retriever, question: str, history: Sequence[tuple[str, str]], settings: Settings,
@@ -83,6 +89,8 @@ def find_candidates(retriever: Retriever, question: str, history: Sequence[tuple
         first, last = settings.document_edges
         edges = {*document[:first], *document[max(first, len(document) - last):]}
         extra += sorted(edges)
+    introduced = introductions(retriever, question, where)
+    extra += introduced
     sentence_ids = list(passage_of) + [i for i in dict.fromkeys(extra) if i not in passage_of]
     # A follow-up's evidence is the stronger of what the question says alone and what it says
     # together with the previous question ("Is it gone?" means the group of the last answer).
@@ -98,7 +106,23 @@ def find_candidates(retriever: Retriever, question: str, history: Sequence[tuple
         evidence.append(_stronger(found))
         passages.append(passage)
     return Candidates(tuple(sentence_ids), tuple(evidence), tuple(passages), tuple(rankings[0]), normalise(query),
-                      previous_question)
+                      previous_question, tuple(sentence_ids.index(i) for i in introduced))
+
+
+def introductions(retriever: Retriever, question: str, where: Where = None, *, limit: int = 2,
+                  searched: int = 20) -> list[int]:
+    """For a question that asks what a named thing is ("What is the PC/GNA?"), the sentences that introduce
+    the term (`qa.definitions`): of the `searched` sentences that share most of the term's words, the first
+    `limit` that introduce it, in document order. Empty for other questions."""
+    term = asked_term(question)
+    if term is None:
+        return []
+    _, by_sentence, _ = retriever.lexical.scores(term)
+    allowed = retriever.allowed(where)
+    best = [int(i) for i in np.argsort(-by_sentence)[:searched] if by_sentence[i] > 0]
+    found = [i for i in best if (allowed is None or allowed[retriever.corpus.positions[retriever.sentences[i].doc_id]])
+             and introduces(retriever.sentences[i].text, term)]
+    return sorted(found[:limit])
 
 
 def _stronger(evidence: list[Evidence]) -> Evidence:

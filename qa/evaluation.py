@@ -482,6 +482,11 @@ def add_eval_commands(commands: Any) -> None:
 
     _llm_arguments(written)
     written.set_defaults(run=_run_written)
+    from .cli import with_ranker
+    from .eval_sets import add_sets_command
+
+    sets = add_sets_command(which, lambda args: with_ranker(Settings(), args))
+    ranker_argument(sets)
 
 
 def _run_squad(args: argparse.Namespace) -> int:

@@ -221,11 +221,13 @@ class AnswerRanker:
 
     def rank(self, question: str, texts: Sequence[str], titles: Sequence[str], evidence: Sequence[Evidence],
              *, previous: Sequence[str] | None = None, previous_question: str | None = None,
-             size: int = Settings.rerank_sentences) -> Ranking:
+             size: int = Settings.rerank_sentences, must_read: Sequence[int] = ()) -> Ranking:
         """Probabilities that the shortlisted candidates answer `question` (asked after `previous_question`);
         `previous` holds the sentence before each candidate in its document ("" for a first sentence); `size` of
-        them are shortlisted for the cross-encoder (`Settings.rerank_sentences`)."""
+        them are shortlisted for the cross-encoder (`Settings.rerank_sentences`), and `must_read` besides."""
         read = shortlist(self._first, evidence, size)
+        if len(must_read):
+            read = np.asarray(sorted({*read.tolist(), *must_read}), dtype=np.int64)
         before = previous if previous is not None else [""] * len(texts)
         relevance, spans = self.read_pairs(ranker_question(question, previous_question),
                                            [self.pair(texts[i], titles[i], before[i]) for i in read])

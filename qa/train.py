@@ -148,6 +148,10 @@ class TrainConfig:
         until: stop after this optimiser step, with a checkpoint to resume from (0: run to the end).
         limit: use at most this many questions per split (a quick smoke run), 0 for all.
         steps: stop after this many optimiser steps (a quick smoke run), 0 for `epochs`.
+        mix: questions drawn from each set beyond Wikipedia (`qa.training.sets`), as (name, count) pairs, 0 for
+            all of a set's training part; with a mix, `questions` SQuAD questions are drawn afresh (seeded) beside
+            them, the development articles give only their unanswerable questions, and a `start` model's
+            reading order is not continued.
     """
 
     layers: int = 6
@@ -173,6 +177,7 @@ class TrainConfig:
     until: int = 0
     limit: int = 0
     steps: int = 0
+    mix: tuple[tuple[str, int], ...] = ()
     seed: int = SEED
 
 
@@ -217,6 +222,18 @@ def training_questions(training_files: Sequence[str | Path], development: Sequen
     documents, questions = load_squad(training_files) if training_files else ([], [])
     impossible = {n for n, q in enumerate(questions) if q.impossible}
     answerable = [n for n, q in enumerate(questions) if not q.impossible]
+    if config.mix:
+        from .training.sets import draw, load_split
+
+        drawn = set(random.Random(f"{config.seed}-mix").sample(answerable, min(config.questions or len(answerable),
+                                                                                 len(answerable))))
+        questions = [q for n, q in enumerate(questions) if n in drawn or n in impossible]
+        questions += [q for q in development if splits[q.article] == "training" and q.impossible]
+        for name, count in config.mix:
+            part = load_split(name, "training")
+            documents = [*documents, *part.documents]
+            questions += draw(part, count, seed=config.seed)
+        return documents, questions
     if config.after:
         seen = set(random.Random(config.seed).sample(answerable, min(config.after, len(answerable))))
         rest = [n for n in answerable if n not in seen]
@@ -882,7 +899,7 @@ DENSE_CEILING_QUANTILE = 0.1
 PHRASE_MIN_PROBABILITY = 0.5
 
 
-def calibrate_confidence(ranker: AnswerRanker, retriever: Any, questions: Sequence[SquadQuestion],
+def calibrate_confidence(ranker: AnswerRanker, corpora: Sequence[tuple[Any, Sequence[SquadQuestion]]],
                          settings: Settings) -> tuple[Confidence, dict[str, float]]:
     """Fit the answer's confidence on what answering does: validation questions asked over their whole corpus.
 
@@ -896,11 +913,13 @@ def calibrate_confidence(ranker: AnswerRanker, retriever: Any, questions: Sequen
 
     from .answer import Assistant
 
-    assistant = Assistant(retriever, settings=dataclasses.replace(settings, min_answerable=0.0), ranker=ranker)
     firsts, answerables, answers, rights = [], [], [], []
     started = time.perf_counter()
-    for n, question in enumerate(questions, start=1):
-        found, ranking = assistant.rank(question.question)
+    asked = [(retriever, question) for retriever, questions in corpora for question in questions]
+    assistants = {id(retriever): Assistant(retriever, settings=dataclasses.replace(settings, min_answerable=0.0),
+                                           ranker=ranker) for retriever, _ in corpora}
+    for n, (retriever, question) in enumerate(asked, start=1):
+        found, ranking = assistants[id(retriever)].rank(question.question)
         if len(ranking.probabilities):
             best = int(np.argmax(ranking.probabilities))
             text = retriever.sentences[found.sentences[ranking.read[best]]].text
@@ -909,7 +928,7 @@ def calibrate_confidence(ranker: AnswerRanker, retriever: Any, questions: Sequen
             answers.append(not question.impossible)
             rights.append(not question.impossible and contains_any(text, question.answers))
         if n % 200 == 0:
-            log.info("confidence: %d of %d questions, %.0f s", n, len(questions), time.perf_counter() - started)
+            log.info("confidence: %d of %d questions, %.0f s", n, len(asked), time.perf_counter() - started)
     answers_array = np.asarray(answers, dtype=bool)
     answerable = _fit(LogisticRegression, np.asarray([[_logit(p)] for p in answerables]), answers_array,
                       ANSWERABLE_FEATURES)
@@ -1058,7 +1077,8 @@ def train(files: Sequence[str | Path], out: str | Path, config: TrainConfig = Tr
         staging.mkdir()
         export_onnx(model, staging / MODEL_FILE)
         provisional = _manifest(files, training_files, config, first_stage, {}, {}, staging, seconds=0.0)
-        calibration, figures = calibrate_model(staging, provisional, retriever, development["validation"], config,
+        corpora = calibration_corpora(retriever, development["validation"], config, settings)
+        calibration, figures = calibrate_model(staging, provisional, corpora, config,
                                                settings, echo)
         manifest = _manifest(files, training_files, config, first_stage, calibration, figures, staging,
                              seconds=model.training_seconds + time.perf_counter() - trained)
@@ -1071,16 +1091,44 @@ def train(files: Sequence[str | Path], out: str | Path, config: TrainConfig = Tr
     return manifest
 
 
-def calibrate_model(staging: Path, manifest: dict[str, Any], retriever: Any, validation: Sequence[SquadQuestion],
+def calibration_corpora(retriever: Any, validation: Sequence[SquadQuestion], config: TrainConfig,
+                        settings: Settings) -> list[tuple[Any, list[SquadQuestion]]]:
+    """What the layers after the cross-encoder are fitted on: SQuAD's validation articles over their corpus,
+    and, for each set of the mix, its calibration part (at most `CALIBRATION_QUESTIONS`, seeded) over the
+    collection of that part's documents."""
+    from .retrieval import Retriever
+    from .training.sets import load_split
+
+    corpora = [(retriever, list(validation))]
+    for name, _ in config.mix:
+        part = load_split(name, "calibration")
+        questions = list(part.questions)
+        if len(questions) > CALIBRATION_QUESTIONS:
+            kept = set(random.Random(f"{config.seed}-{name}-calibration").sample(range(len(questions)),
+                                                                                  CALIBRATION_QUESTIONS))
+            questions = [q for n, q in enumerate(questions) if n in kept]
+        corpora.append((Retriever.build(list(part.documents), settings=settings), questions))
+    return corpora
+
+
+#: Questions of each mixed set's calibration part that the layers are fitted on.
+CALIBRATION_QUESTIONS = 300
+
+
+def calibrate_model(staging: Path, manifest: dict[str, Any], corpora: Sequence[tuple[Any, Sequence[SquadQuestion]]],
                     config: TrainConfig, settings: Settings, echo: Any) -> tuple[dict[str, Any], dict[str, float]]:
     """Fit every layer after the cross-encoder (stages 3 and 4) for the model in `staging`, whose `manifest`
-    holds its cross-encoder and first stage; returns (calibration, validation figures)."""
+    holds its cross-encoder and first stage, on each (retriever, questions) of `corpora`; returns (calibration,
+    validation figures)."""
     first_stage = _Logistic.from_json(manifest["first_stage"], FIRST_STAGE_FEATURES)
     reads_previous = bool(manifest.get("reads_previous", False))
-    examples = make_examples(retriever, validation, settings, gold=False, follow_ups=True,
-                             rng=random.Random(config.seed), progress="validation candidates",
-                             reads_previous=reads_previous)
-    examples += absent_examples(retriever, validation, settings, reads_previous=reads_previous)
+    examples = []
+    for retriever, validation in corpora:
+        examples += make_examples(retriever, validation, settings, gold=False, follow_ups=True,
+                                  rng=random.Random(config.seed), progress="validation candidates",
+                                  reads_previous=reads_previous)
+        if len({_article(d.doc_id) for d in retriever.documents}) > 1:
+            examples += absent_examples(retriever, validation, settings, reads_previous=reads_previous)
     examples = [shortlisted(e, first_stage, settings.rerank_sentences) for e in examples]
     uncalibrated = {k: v for k, v in manifest.items() if k != "calibration"}
     (staging / MANIFEST).write_text(json.dumps(uncalibrated), encoding="utf-8")
@@ -1088,8 +1136,7 @@ def calibrate_model(staging: Path, manifest: dict[str, Any], retriever: Any, val
     calibration, figures = calibrate(score_examples(unscaled, examples), examples, config)
     (staging / MANIFEST).write_text(json.dumps({**uncalibrated, "calibration": calibration}), encoding="utf-8")
     echo("calibrating the confidence on the answering path")
-    confidence, more = calibrate_confidence(AnswerRanker(staging, threads=config.threads), retriever, validation,
-                                            settings)
+    confidence, more = calibrate_confidence(AnswerRanker(staging, threads=config.threads), corpora, settings)
     calibration["confidence"] = confidence.to_json()
     return calibration, {**figures, **more}
 
@@ -1109,23 +1156,26 @@ def recalibrate(files: Sequence[str | Path], out: str | Path, config: TrainConfi
     validation = [q for q in questions if splits[q.article] == "validation"][:config.limit or None]
     settings = Settings(index_type="flat")
     retriever = Retriever.build(documents, settings=settings)
+    corpora = calibration_corpora(retriever, validation, config, settings)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         staging = Path(tmp) / out.name
         shutil.copytree(out, staging)
         manifest = read_manifest(staging)
+        if config.mix:
+            manifest["training"]["calibrated_on"] = [name for name, _ in config.mix]
         if confidence_only:
             manifest["calibration"].pop("confidence", None)
             (staging / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
             echo(f"calibrating the confidence on the answering path: {len(validation)} validation questions")
-            confidence, figures = calibrate_confidence(AnswerRanker(staging, threads=config.threads), retriever,
-                                                       validation, settings)
+            confidence, figures = calibrate_confidence(AnswerRanker(staging, threads=config.threads), corpora,
+                                                       settings)
             manifest["calibration"]["confidence"] = confidence.to_json()
             manifest["validation"] = {**{k: v for k, v in manifest["validation"].items() if "ECE" not in k},
                                       **figures}
         else:
             echo(f"calibrating the layers after the cross-encoder: {len(validation)} validation questions")
-            manifest["calibration"], manifest["validation"] = calibrate_model(staging, manifest, retriever,
-                                                                              validation, config, settings, echo)
+            manifest["calibration"], manifest["validation"] = calibrate_model(staging, manifest, corpora, config,
+                                                                              settings, echo)
         manifest["training"]["confidence_seconds" if confidence_only else "calibration_seconds"] = round(
             time.perf_counter() - started)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -1225,6 +1275,10 @@ def add_train_command(commands: Any) -> None:
     parser.add_argument("--read-previous", action=argparse.BooleanOptionalAction, default=TrainConfig.reads_previous,
                         help="each sentence is read with the start of the sentence before it, where a pronoun's "
                              f"subject is named (default {TrainConfig.reads_previous})")
+    parser.add_argument("--mix", default="", metavar="SET=N,...",
+                        help="also learn from sets beyond Wikipedia (qa/training/sets.py): reddit, amazon, molweni, "
+                             "tweets, covid, each with how many of its training questions (0: all), e.g. "
+                             "reddit=2000,molweni=0; --questions then draws that many SQuAD questions beside them")
     parser.add_argument("--layers", type=int, default=TrainConfig.layers)
     parser.add_argument("--threads", type=int, default=TrainConfig.threads,
                         help=f"torch threads (default {TrainConfig.threads})")
@@ -1257,6 +1311,19 @@ def default_checkpoint() -> Path:
     return Path(platformdirs.user_cache_dir("qa")) / "train-checkpoint.pt"
 
 
+def parse_mix(text: str) -> tuple[tuple[str, int], ...]:
+    """`reddit=2000,molweni=0` as ((name, count), ...); a QAError names what is wrong."""
+    from .training.sets import LOADERS
+
+    mix = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, count = item.partition("=")
+        if name not in LOADERS or not count.strip().isdigit():
+            raise QAError(f"--mix takes SET=N items with SET one of {', '.join(LOADERS)}; got {item!r}")
+        mix.append((name, int(count)))
+    return tuple(mix)
+
+
 def _run(args: argparse.Namespace) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -1270,8 +1337,8 @@ def _run(args: argparse.Namespace) -> int:
                          device=args.device, checkpoint_minutes=args.checkpoint_minutes, seed=args.seed,
                          limit=args.limit, steps=args.steps, learning_rate=args.learning_rate,
                          swapped=args.swapped, start=str(start or ""), cooldown=args.cooldown, until=args.until,
-                         reads_previous=args.read_previous)
-    if start:
+                         reads_previous=args.read_previous, mix=parse_mix(args.mix))
+    if start and not config.mix:
         after, skip = reading_point(start, args.seed)
         if skip and config.questions:
             raise QAError(f"{start} read every question it drew, in a seeded order: continue it with --questions 0")

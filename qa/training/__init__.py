@@ -1,0 +1,1 @@
+"""Training the answer ranker: the data it learns from (`sets`)."""
