@@ -110,7 +110,7 @@ def find_candidates(retriever: Retriever, question: str, history: Sequence[tuple
 
 
 def introductions(retriever: Retriever, question: str, where: Where = None, *, limit: int = 2,
-                  searched: int = 20) -> list[int]:
+                  searched: int = 200) -> list[int]:
     """For a question that asks what a named thing is ("What is the PC/GNA?"), the sentences that introduce
     the term (`qa.definitions`): of the `searched` sentences that share most of the term's words, the first
     `limit` that introduce it, in document order. Empty for other questions."""
