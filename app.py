@@ -405,7 +405,8 @@ def launch(host: str | None = None, port: int | None = None, share: bool = False
         server_port=int(port or os.environ.get("QA_PORT", 7860)),
         share=share, prevent_thread_lock=not block, css=CSS, theme=theme(),
         max_file_size=f"{2 * limits.max_upload_mb}mb",  # larger files are refused by read_upload, naming the limit
-        run_history=False, enable_monitoring=False, footer_links=["api", "gradio"], app_kwargs={"middleware": middleware},
+        run_history=False, enable_monitoring=False, footer_links=["api", "gradio"],
+        app_kwargs={"middleware": middleware},
     )
     demo.sessions.start(demo)
     return demo

@@ -114,7 +114,7 @@ class TokenGate:
                                  "text/html; charset=utf-8")
         secure = "; Secure" if scope.get("scheme") == "https" else ""
         cookie = f"{COOKIE}={self._cookie.decode()}; Path=/; HttpOnly; SameSite=Strict{secure}"
-        await respond(send, 303, "", "text/plain", [(b"location", (root or "") .encode() + b"/"),
+        await respond(send, 303, "", "text/plain", [(b"location", root.encode() + b"/"),
                                                      (b"set-cookie", cookie.encode())])
 
 

@@ -48,7 +48,8 @@ def server(tmp_path_factory):
     assert built.returncode == 0, built.stderr
     port = free_port()
     with open(log, "w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "qa.cli", "serve", "--index", str(index), "--port", str(port)],
+        process = subprocess.Popen([sys.executable, "-m", "qa.cli", "serve", "--index", str(index),
+                                    "--port", str(port)],
                                    cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
                                    env={**os.environ, "HF_HUB_OFFLINE": "1", "QA_TOKEN": TOKEN})
     url = f"http://127.0.0.1:{port}"
