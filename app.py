@@ -371,25 +371,42 @@ def theme() -> gr.themes.Base:
 
 def launch(host: str | None = None, port: int | None = None, share: bool = False, *,
            index: str | Path | None = None, index_dir: str | Path | None = None, retriever: Retriever | None = None,
-           settings: Settings | None = None, block: bool = True) -> Page:
+           settings: Settings | None = None, block: bool = True, token: str | None = None,
+           public: bool = False) -> Page:
     """Start the chat on host:port (env QA_HOST / QA_PORT, default 127.0.0.1:7860); no share link unless asked.
 
-    Serves `retriever`, else the collection `qa index` wrote at `index`, else the bundled article; the
-    limits come from `settings` (default: `Settings()`, which reads QA_MAX_UPLOAD_MB and the rest).
+    Serves `retriever`, else the collection `qa index` wrote at `index` (taking up each new version it
+    writes, `qa.web.live`), else the bundled article; the limits come from `settings` (default:
+    `Settings()`, which reads QA_MAX_UPLOAD_MB and the rest). With `token` (default $QA_TOKEN) every request
+    needs it (`qa.web.access`); without one, only loopback is served unless `public`.
     """
     from starlette.middleware import Middleware
 
+    from qa.web.access import TOKEN_ENV, TokenGate, check_exposure
+
+    host = host or os.environ.get("QA_HOST", "127.0.0.1")
+    token = token or os.environ.get(TOKEN_ENV) or None
+    check_exposure(host, share, token, public)
     demo = build_app(retriever, index=index, index_dir=index_dir, settings=settings)
     limits = demo.handlers.settings
-    public = {i for i, fn in demo.fns.items() if fn.api_name in PUBLIC_API}
+    callable_api = {i for i, fn in demo.fns.items() if fn.api_name in PUBLIC_API}
     max_body = 6 * (limits.max_question_chars + limits.max_history_chars) + 65_536  # JSON may escape each character
-    gate = Middleware(Gate, sessions=demo.sessions, public=lambda: public, max_body=max_body)
+    gate = Middleware(Gate, sessions=demo.sessions, public=lambda: callable_api, max_body=max_body)
+    middleware = [Middleware(TokenGate, token=token), gate] if token else [gate]
+    if index is not None and retriever is None:  # a collection on disk: follow the versions `qa index` writes
+        from qa.web.live import Live
+
+        def swapped(old: Retriever, new: Retriever) -> None:
+            demo.handlers.base = new
+
+        demo.live = Live(index, demo.handlers.base, settings=settings, on_swap=swapped).start()
     demo.queue(default_concurrency_limit=4, api_open=False).launch(  # api_open: no /run/ask around the queue
-        server_name=host or os.environ.get("QA_HOST", "127.0.0.1"),
+        server_name=host,
         server_port=int(port or os.environ.get("QA_PORT", 7860)),
         share=share, prevent_thread_lock=not block, css=CSS, theme=theme(),
         max_file_size=f"{2 * limits.max_upload_mb}mb",  # larger files are refused by read_upload, naming the limit
-        run_history=False, enable_monitoring=False, footer_links=["api", "gradio"], app_kwargs={"middleware": [gate]},
+        run_history=False, enable_monitoring=False, footer_links=["api", "gradio"],
+        app_kwargs={"middleware": middleware},
     )
     demo.sessions.start(demo)
     return demo

@@ -144,8 +144,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="interface to listen on (default $QA_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default $QA_PORT or 7860)")
     serve.add_argument("--share", action="store_true", help="ask Gradio for a public share link")
-    serve.add_argument("--index", metavar="DIR", help="serve the collection `qa index` wrote to DIR "
-                                                      "(default: the bundled article)")
+    serve.add_argument("--index", metavar="DIR", help="serve the collection `qa index` wrote to DIR, taking up "
+                                                      "each new version it writes (default: the bundled article)")
+    serve.add_argument("--token", help="every request needs this token: 'Authorization: Bearer TOKEN', or the "
+                                       "page asks for it once (default $QA_TOKEN; prefer the variable, "
+                                       "a flag shows in the process list)")
+    serve.add_argument("--public", action="store_true", help="serve beyond loopback (--host, --share) without "
+                                                             "a token, to anyone who can reach it")
     ranker_argument(serve)
     _add_limit_flags(serve)
     _llm_arguments(serve)
@@ -315,6 +320,10 @@ def _serve(args: argparse.Namespace) -> int:
         settings = with_ranker(dataclasses.replace(Settings(), **flags), args)
     except ValueError as exc:
         raise QAError(f"--{str(exc).replace('_', '-')}") from exc
+    from .web.access import TOKEN_ENV, check_exposure
+
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    check_exposure(args.host or os.environ.get("QA_HOST", "127.0.0.1"), args.share, token, args.public)
     if args.index:  # fail before Gradio starts: a missing or damaged index is one line
         from .index import read_manifest
 
@@ -327,7 +336,8 @@ def _serve(args: argparse.Namespace) -> int:
         if value:
             os.environ[name] = str(value)
 
-    launch(host=args.host, port=args.port, share=args.share, index=args.index, settings=settings)
+    launch(host=args.host, port=args.port, share=args.share, index=args.index, settings=settings, token=token,
+           public=args.public)
     return 0
 
 

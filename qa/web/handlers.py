@@ -74,7 +74,7 @@ class Handlers:
         has returned it to the page (a double-click on Ask, a question during the first upload) still
         finds the page's state empty, and would otherwise start a second session and lose one of them."""
         if session is not None:
-            return session
+            return self.fresh(session)
         key = getattr(request, "session_hash", None)
         if not key:
             return Session.start(self.base)
@@ -82,13 +82,28 @@ class Handlers:
             found = self._new.get(key)
             if found is None:
                 found = self._new[key] = Session.start(self.base)
-            return found
+            return self.fresh(found)
+
+    def fresh(self, session: Session) -> Session:
+        """The session moved onto the served version, if a new one was taken up (`qa.web.live`), uploads on top."""
+        base = self.base
+        if session.base is None or session.base is base:
+            return session
+        from qa.web.live import relayer
+
+        with session.questions.lock:
+            corpus, selected = relayer(session.corpus, session.uploads, session.selected, base)
+            session.uploads = [i for i in session.uploads if i in corpus.corpus.positions]
+            session.use(corpus, selected)
+            session.base = base
+        return session
 
     def ask_api(self, question: str, history: list[list[str]] | None = None) -> dict:
         """Answer a question about the served documents; returns question, answer, found and citations."""
+        base = self.base  # one version for the whole answer, though a new one may be taken up meanwhile
         try:
-            writer = self.writer(self.base)
-            ask = writer.ask if writer is not None else Assistant(self.base, settings=self.settings).ask
+            writer = self.writer(base)
+            ask = writer.ask if writer is not None else Assistant(base, settings=self.settings).ask
             answer = ask(self.api_question(question), history=history_pairs(history, self.settings))
         except QAError as exc:
             raise gr.Error(message(exc), print_exception=False) from exc
@@ -171,11 +186,12 @@ class Handlers:
         """Answer one question of the session; its turn is kept unless the chat was cleared meanwhile."""
         queue = session.questions
         history = [(t.question, t.answer.text) for t in session.turns]
+        active = self.fresh(session).active  # the version this answer is given and its sources shown from
         try:
             if self.llm is not None:  # the model's words stream as they come
                 answer = yield from self.write(session, question, history)
             else:
-                answer = Assistant(session.active, settings=self.settings).ask(question, history=history)
+                answer = Assistant(active, settings=self.settings).ask(question, history=history)
         except QAError as exc:
             gr.Warning(message(exc), title="Not asked")
             queue.current = None
@@ -190,7 +206,7 @@ class Handlers:
             queue.current = None
             if queue.cleared != cleared:  # "Clear chat" was pressed meanwhile
                 return
-            turn = Turn(answer.question, answer, sources_html(len(session.turns), answer, session.active))
+            turn = Turn(answer.question, answer, sources_html(len(session.turns), answer, active))
             session.turns.append(turn)
         yield session.shown(), turn.sources
 

@@ -58,10 +58,11 @@ class Session:
     uploads: list[str] = field(default_factory=list)
     turns: list[Turn] = field(default_factory=list)
     questions: Questions = field(default_factory=Questions)
+    base: Retriever | None = field(default=None, repr=False)  # the served version `corpus` is built on
 
     @classmethod
     def start(cls, base: Retriever) -> Session:
-        return cls(base, [d.doc_id for d in base.documents], base)
+        return cls(base, [d.doc_id for d in base.documents], base, base=base)
 
     def use(self, corpus: Retriever, selected: list[str]) -> None:
         """Search `selected` of `corpus` from now on (raises QAError for an empty or unknown choice)."""
