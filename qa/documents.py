@@ -4,7 +4,8 @@ A `Document` holds the exact text that every offset in the project points
 into. Files are read with well-kept parsers (BeautifulSoup for HTML, pypdf
 for PDF); plain text and Markdown are kept exactly as decoded (UTF-8, or an encoding
 recognised by charset-normalizer) so citations can be highlighted in the
-original. A file that is UTF-8 but for a few damaged bytes is read with
+original. A file that is UTF-8 but for a few damaged bytes (even one with no whole
+multi-byte character, only sequences that break off) is read with
 replacement characters there, and a warning (logged, shown by `qa index`)
 names the byte positions.
 """
@@ -183,6 +184,12 @@ _ESCAPED = re.compile("[\udc80-\udcff]+")
 # text almost never forms by chance) and its broken spots are few: at most one per `_DAMAGE_RATIO` valid
 # characters, or at most `_FEW_DAMAGED` in text that is mostly ASCII. Legacy Asian encodings, all high
 # bytes, form some valid UTF-8 by chance but break it far more often.
+# With no valid multi-byte character at all, mostly-ASCII text with at most `_FEW_DAMAGED` broken spots is
+# still damaged UTF-8 when every spot begins like UTF-8 (a lead byte 0xc2..0xf4) and at least as many of
+# them are cut-off sequences (a lead byte, then valid continuation bytes, then too few of them: "\xe2\x82 ")
+# as are lone lead bytes (0xc3 before "("). A Windows-1252 accented letter is a lone lead byte, and inside a
+# word, between two ASCII letters ("na\xefve"), it keeps the file with charset-normalizer; so does a legacy
+# symbol byte 0x80..0xbf on its own ("\xabcaf\xe9\xbb"), which never begins UTF-8.
 _DAMAGE_RATIO, _FEW_DAMAGED = 10, 3
 # charset-normalizer's guess is used when its decoded text fits a language at least this well, with at most
 # this much "chaos" (odd character sequences); short texts fit no language, so the floor rejects its guesses there.
@@ -199,7 +206,7 @@ def _damaged_utf8(data: bytes) -> tuple[str, list[tuple[int, int]]] | None:
     spots = list(_ESCAPED.finditer(escaped))
     mostly_ascii = 4 * sum(1 for byte in data if byte > 127) <= len(data)
     few = len(spots) * _DAMAGE_RATIO <= multibyte or (mostly_ascii and len(spots) <= _FEW_DAMAGED)
-    if not multibyte or not few:
+    if not few:
         return None
     spans, pieces, position, offset = [], [], 0, 0
     for spot in spots:
@@ -210,7 +217,38 @@ def _damaged_utf8(data: bytes) -> tuple[str, list[tuple[int, int]]] | None:
         pieces += [before, "\ufffd"]
         position = spot.end()
     pieces.append(escaped[position:])
+    if not multibyte and not _cut_off_utf8(data, spans):
+        return None
     return "".join(pieces), spans
+
+
+def _cut_off_utf8(data: bytes, spans: list[tuple[int, int]]) -> bool:
+    """Whether the broken spots look like UTF-8 sequences that break off, not like a legacy code page: each
+    begins with a UTF-8 lead byte, none is a lone lead byte inside a word, and cut-off sequences (lead, then
+    continuation bytes) are at least as many as lone lead bytes."""
+    cut = lone = 0
+    for start, end in spans:
+        lead = data[start]
+        if not 0xC2 <= lead <= 0xF4:
+            return False
+        if end - start > 1 and _continues(lead, data[start + 1]):
+            cut += 1
+        elif 0 < start and end < len(data) and _letter(data[start - 1]) and _letter(data[end]):
+            return False  # an accented letter inside a word, as Windows-1252 writes "na\xefve"
+        else:
+            lone += 1
+    return cut > 0 and cut >= lone
+
+
+def _letter(byte: int) -> bool:
+    return 0x41 <= byte <= 0x5A or 0x61 <= byte <= 0x7A
+
+
+def _continues(lead: int, byte: int) -> bool:
+    """Whether `byte` may follow `lead` in UTF-8 (0x80..0xbf, narrower after 0xe0, 0xed, 0xf0 and 0xf4)."""
+    low, high = {0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F), 0xF0: (0x90, 0xBF), 0xF4: (0x80, 0x8F)}.get(
+        lead, (0x80, 0xBF))
+    return low <= byte <= high
 
 
 def _describe_spans(data: bytes, spans: list[tuple[int, int]], shown: int = 5) -> str:

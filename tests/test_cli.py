@@ -242,6 +242,20 @@ def test_index_warns_about_damaged_utf8_and_indexes_the_rest(tmp_path: Path) -> 
     assert "Valid start. Then broken: \ufffd( and \ufffd here\u2026" in texts
 
 
+def test_index_warns_about_a_short_note_whose_utf8_only_breaks_off(tmp_path: Path) -> None:
+    """Issue 33's 77-byte note has no whole multi-byte character: it was read as Windows-1252, quietly."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "memo.txt").write_bytes(
+        b"Valid start of the memo. Then broken: \xc3\x28 and \xe2\x82 here. The vault code is 4417.")
+    result = run_qa("index", folder, "--out", tmp_path / "idx", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("WARNING memo.txt: damaged UTF-8, 3 bytes are not valid (byte 0xc3 at position 38, "
+                               "bytes 0xe2 0x82 at position 45)")
+    assert lines[1].startswith("indexed 1 documents")
+
+
 # -- search ------------------------------------------------------------------------------------
 
 
