@@ -236,7 +236,8 @@ def sync(paths: Sequence[str | Path], out: str | Path, *, model: str | None = No
             settings = dataclasses.replace(settings, index_type=index_type)
         indexed = {d.doc_id: d for d in current.documents} if current is not None else {}
         stale = [f for f in files if not _unchanged(indexed.get(f.doc_id), f)]
-        fingerprints = {doc_id: d.fingerprint for doc_id, d in indexed.items()}
+        # A PDF indexed before pages were kept is split again (its chunks then stay within pages), not just re-read.
+        fingerprints = {doc_id: d.fingerprint for doc_id, d in indexed.items() if not _pages_missing(d)}
         bar = tqdm(total=len(stale), unit="item", disable=None if progress else True, leave=False)
         try:
             built = builder(stale, fingerprints, settings, None if bar.disable else bar)
@@ -279,12 +280,17 @@ def _unchanged(document: Document | None, file: SourceFile) -> bool:
     """Whether an indexed document certainly still matches its file (same path and modification time)."""
     if document is None or document.path != str(file.path) or document.modified is None:
         return False
-    if file.path.suffix.lower() == ".pdf" and not document.pages:  # indexed before pages were kept: read again
+    if _pages_missing(document):
         return False
     try:
         return os.stat(file.path).st_mtime == document.modified
     except OSError:
         return False
+
+
+def _pages_missing(document: Document) -> bool:
+    """Whether a PDF was indexed before documents kept their pages (an older index)."""
+    return bool(document.path) and str(document.path).lower().endswith(".pdf") and not document.pages
 
 
 def _under(path: Path, roots: list[Path]) -> bool:

@@ -339,7 +339,8 @@ def write(path: Path, data: bytes) -> Path:
 @pytest.mark.parametrize(
     ("name", "data", "reason"),
     [
-        ("slides.docx", b"PK\x03\x04 some zip", "unsupported file type"),
+        ("slides.xlsx", b"PK\x03\x04 some zip", "unsupported file type"),
+        ("slides.docx", b"PK\x03\x04 some zip", "not a readable Word file"),
         ("no-suffix", b"plain text", "unsupported file type"),
         ("image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "binary"),
         ("empty.txt", b"", "no text"),
