@@ -253,7 +253,7 @@ def documents_panel(handlers: Handlers) -> DocumentsPanel:
                                 choices=[(d.title, d.doc_id) for d in base.documents],
                                 value=[d.doc_id for d in base.documents])
         limits = handlers.settings
-        files = gr.File(label=f"Upload .txt, .md, .html or .pdf (up to {limits.max_session_documents} files, "
+        files = gr.File(label=f"Upload .txt, .md, .html, .pdf or .docx (up to {limits.max_session_documents} files, "
                               f"{limits.max_upload_mb} MB each)",
                         file_count="multiple", elem_id="qa-upload", height=110)
         status = gr.HTML(handlers.controls(Session.start(base))[3], elem_id="qa-status", js_on_load=None)

@@ -62,7 +62,9 @@ class Citation:
     cited span sits at `start - context_start` inside `context`. `score` is
     the ranker's probability that the span's best sentence answers. `also_in`
     names other documents that hold the same sentence word for word (a copy
-    of a file): it is cited once.
+    of a file): it is cited once. `page` is the 1-based PDF page where the
+    span starts (None for other files); `section` the headings above it
+    ("Budget › 2025"; None where there are none).
     """
 
     n: int
@@ -76,6 +78,8 @@ class Citation:
     context_start: int
     context_end: int
     also_in: tuple[str, ...] = ()
+    page: int | None = None
+    section: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,12 @@ class Answer:
     notice: str = ""
 
 
+def location(item: Citation | Passage) -> str:
+    """Where a citation or passage lies, in words: "page 2, Budget › 2025" ("" without pages or headings)."""
+    parts = [f"page {item.page}"] if item.page is not None else []
+    return ", ".join([*parts, item.section] if item.section else parts)
+
+
 def answer_dict(answer: Answer) -> dict[str, Any]:
     """The JSON shape of an answer, as `qa ask --json` and the HTTP API give it."""
     phrase = answer.phrase
@@ -141,7 +151,8 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
         "confidence": answer.confidence, "answerable": answer.answerable, "follow_up": answer.follow_up,
         "citations": [{"n": c.n, "doc_id": c.doc_id, "title": c.title, "start": c.start, "end": c.end,
                        "text": c.text, "score": c.score, "context_start": c.context_start,
-                       "context_end": c.context_end, "also_in": list(c.also_in)} for c in answer.citations],
+                       "context_end": c.context_end, "also_in": list(c.also_in), "page": c.page,
+                       "section": c.section} for c in answer.citations],
         "mode": answer.mode, "notice": answer.notice,
         "written": [{"text": w.text, "citations": list(w.citations), "support": w.support} for w in answer.written],
     }
@@ -311,7 +322,8 @@ class Assistant:
             citations.append(Citation(n, first.doc_id, document.title, first.start, last.end,
                                       document.text[first.start:last.end], round(best[1], 4),
                                       document.text[context_start:context_end], context_start, context_end,
-                                      tuple(dict.fromkeys(d for i, _ in span for d in copies.get(i, ())))))
+                                      tuple(dict.fromkeys(d for i, _ in span for d in copies.get(i, ()))),
+                                      document.page_at(first.start), document.section_at(first.start)))
         return citations
 
 

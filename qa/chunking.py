@@ -21,7 +21,8 @@ pysbd slows down super-linearly on long inputs, so a block over
 `_MAX_BLOCK_CHARS` is cut further at a likely sentence end. Line breaks
 inside a block become spaces before segmentation, which keeps every offset
 valid. Each sentence and chunk records `start`/`end` such that
-`document.text[start:end]` is exactly its text.
+`document.text[start:end]` is exactly its text. A PDF's chunks stay within
+a page, so each passage has one page.
 """
 
 from __future__ import annotations
@@ -154,13 +155,18 @@ def _sentences(document: Document, blocks: Iterable[tuple[int, int]], max_tokens
 
 
 def chunk_document(document: Document, sentences: list[Sentence], settings: Settings) -> list[Chunk]:
-    """Group sentences into windows of `chunk_sentences` with `chunk_overlap`, within `chunk_tokens`."""
+    """Group sentences into windows of `chunk_sentences` with `chunk_overlap`, within `chunk_tokens`.
+
+    A document with pages (PDF) is chunked page by page: no chunk runs across a page break, so every
+    passage lies on the one page it cites.
+    """
+    pages = [document.page_at(s.start) for s in sentences] if document.pages else [None] * len(sentences)
     chunks: list[Chunk] = []
     first = 0
     while first < len(sentences):
         last = first + 1
         budget = estimate_tokens(sentences[first].text)
-        while last < len(sentences) and last - first < settings.chunk_sentences:
+        while last < len(sentences) and last - first < settings.chunk_sentences and pages[last] == pages[first]:
             cost = estimate_tokens(sentences[last].text)
             if budget + cost > settings.chunk_tokens:
                 break
@@ -170,7 +176,7 @@ def chunk_document(document: Document, sentences: list[Sentence], settings: Sett
         chunks.append(Chunk(document.doc_id, start, end, document.text[start:end], tuple(range(first, last))))
         if last == len(sentences):
             break
-        first = max(first + 1, last - settings.chunk_overlap)
+        first = last if pages[last] != pages[first] else max(first + 1, last - settings.chunk_overlap)
     return chunks
 
 

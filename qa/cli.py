@@ -246,7 +246,7 @@ def _ask(args: argparse.Namespace) -> int:
         print(f"Short answer: {' '.join(answer.phrase.text.split())}")
     print(answer.text)
     for c in answer.citations:
-        print(f"\n[{c.n}] {c.title} (characters {c.start}-{c.end})\n    {' '.join(c.text.split())}")
+        print(f"\n[{c.n}] {c.title} ({_where(c, 'characters ')})\n    {' '.join(c.text.split())}")
     return 0
 
 
@@ -263,14 +263,22 @@ def _search(args: argparse.Namespace) -> int:
             "query": query,
             "passages": [
                 {"doc_id": p.doc_id, "title": p.title, "start": p.start, "end": p.end, "text": p.text,
-                 "score": round(p.score, 6)}
+                 "score": round(p.score, 6), "page": p.page, "section": p.section}
                 for p in passages
             ],
         })
         return 0
     for rank, p in enumerate(passages, start=1):
-        print(f"{rank}. {p.score:.3f}  {p.title} ({p.start}-{p.end})\n   {' '.join(p.text.split())}\n")
+        print(f"{rank}. {p.score:.3f}  {p.title} ({_where(p, '')})\n   {' '.join(p.text.split())}\n")
     return 0
+
+
+def _where(item: Any, characters: str) -> str:
+    """"page 2, Budget › 2025, characters 111-188": the page and section where known, then the offsets."""
+    from .answer import location
+
+    place = location(item)
+    return f"{place + ', ' if place else ''}{characters}{item.start}-{item.end}"
 
 
 def _index(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """Folders of documents: find the files, tell new and changed ones, keep an index in step with them.
 
-`find_files` walks files and folders (recursively; hidden entries skipped)
-for .txt, .md, .html and .pdf files and gives each a stable doc_id: a file
+`find_files` walks files and folders (recursively; hidden entries skipped
+quietly, files of other types counted by type for the summary) for .txt,
+.md, .html, .pdf and .docx files and gives each a stable doc_id: a file
 named directly gets its slugified name, as `Document.from_path` does; a
 file found in a folder gets its slugified path inside that folder
 (`notes/2024/budget.md` → `2024/budget`), so equal names in different
@@ -26,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,31 +89,44 @@ class Summary:
     unchanged: int
     embedded: int
     skipped: list[tuple[str, str]]
+    other_types: dict[str, int] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         out = [f"indexed {self.documents:,} documents, {self.sentences:,} sentences, {self.chunks:,} chunks "
                f"into {self.path}",
                f"  added {len(self.added):,}, changed {len(self.changed):,}, removed {len(self.removed):,}, "
                f"unchanged {self.unchanged:,}; embedded {self.embedded:,} sentences"]
-        if self.skipped:
-            out.append(f"  skipped {len(self.skipped):,} file{'s' if len(self.skipped) != 1 else ''}:")
+        # "skipped 3 files: 2 .jpg, 1 .xlsx"; files that could not be used are listed each with its reason.
+        kinds = [f"{count:,} {suffix}" for suffix, count in self.other_types.items()]
+        if self.skipped and kinds:
+            kinds.append(f"{len(self.skipped):,} that could not be used")
+        total = sum(self.other_types.values()) + len(self.skipped)
+        if total:
+            listed = f" {', '.join(kinds)}" + (":" if self.skipped else "") if kinds else ""
+            out.append(f"  skipped {total:,} file{'s' if total != 1 else ''}:{listed}")
             out.extend(f"    {path}: {reason}" for path, reason in self.skipped)
         return out
 
 
-def find_files(paths: Sequence[str | Path]) -> tuple[list[SourceFile], list[tuple[str, str]]]:
+def find_files(paths: Sequence[str | Path], other_types: Counter[str] | None = None
+               ) -> tuple[list[SourceFile], list[tuple[str, str]]]:
     """The supported files under `paths`, and (path, reason) of those skipped for a clashing doc_id.
 
-    Raises `QAError` for a path that does not exist, a named file of an
-    unsupported type, or two named files with the same doc_id.
+    Files of other types found in folders are counted into `other_types` by
+    suffix (".jpg", or "no extension"). Raises `QAError` for a path that does
+    not exist, a named file of an unsupported type, or two named files with the same doc_id.
     """
     found: dict[str, SourceFile] = {}
     skipped: list[tuple[str, str]] = []
     for name in paths:
         path = Path(name)
         if path.is_dir():
+            walked = _walk(path)
+            if other_types is not None:
+                other_types.update(p.suffix.lower() or "no extension" for p in walked
+                                   if p.suffix.lower() not in SUPPORTED_SUFFIXES)
             candidates = [SourceFile(p.resolve(), _folder_id(p.relative_to(path)))
-                          for p in _walk(path) if p.suffix.lower() in SUPPORTED_SUFFIXES]
+                          for p in walked if p.suffix.lower() in SUPPORTED_SUFFIXES]
         elif path.exists():
             if path.suffix.lower() not in SUPPORTED_SUFFIXES:
                 raise DocumentError(f"{path.name}: unsupported file type {path.suffix or '(none)'!r}; "
@@ -129,7 +144,7 @@ def find_files(paths: Sequence[str | Path]) -> tuple[list[SourceFile], list[tupl
                                   f"({other.path}, {candidate.path}); rename one")
                 skipped.append((str(candidate.path), f"same doc_id {candidate.doc_id!r} as {other.path}"))
     if not found:
-        raise QAError("no .txt, .md, .html or .pdf files found in the given paths")
+        raise QAError("no .txt, .md, .html, .pdf or .docx files found in the given paths")
     return list(found.values()), skipped
 
 
@@ -198,7 +213,8 @@ def sync(paths: Sequence[str | Path], out: str | Path, *, model: str | None = No
     from .retrieval import Retriever, embedder_for
 
     out = Path(out)
-    files, clashes = find_files(paths)
+    other_types: Counter[str] = Counter()
+    files, clashes = find_files(paths, other_types)
     with write_lock(out):
         settings = Settings()
         try:
@@ -220,7 +236,8 @@ def sync(paths: Sequence[str | Path], out: str | Path, *, model: str | None = No
             settings = dataclasses.replace(settings, index_type=index_type)
         indexed = {d.doc_id: d for d in current.documents} if current is not None else {}
         stale = [f for f in files if not _unchanged(indexed.get(f.doc_id), f)]
-        fingerprints = {doc_id: d.fingerprint for doc_id, d in indexed.items()}
+        # A PDF indexed before pages were kept is split again (its chunks then stay within pages), not just re-read.
+        fingerprints = {doc_id: d.fingerprint for doc_id, d in indexed.items() if not _pages_missing(d)}
         bar = tqdm(total=len(stale), unit="item", disable=None if progress else True, leave=False)
         try:
             built = builder(stale, fingerprints, settings, None if bar.disable else bar)
@@ -255,6 +272,7 @@ def sync(paths: Sequence[str | Path], out: str | Path, *, model: str | None = No
         chunks=len(retriever.chunks), added=[d.doc_id for d in new if d.doc_id not in indexed],
         changed=[d.doc_id for d in new if d.doc_id in indexed], removed=removed,
         unchanged=len(retriever.documents) - len(new), embedded=sum(len(v) for v in built.vectors), skipped=skipped,
+        other_types=dict(sorted(other_types.items(), key=lambda item: (-item[1], item[0]))),
     )
 
 
@@ -262,10 +280,17 @@ def _unchanged(document: Document | None, file: SourceFile) -> bool:
     """Whether an indexed document certainly still matches its file (same path and modification time)."""
     if document is None or document.path != str(file.path) or document.modified is None:
         return False
+    if _pages_missing(document):
+        return False
     try:
         return os.stat(file.path).st_mtime == document.modified
     except OSError:
         return False
+
+
+def _pages_missing(document: Document) -> bool:
+    """Whether a PDF was indexed before documents kept their pages (an older index)."""
+    return bool(document.path) and str(document.path).lower().endswith(".pdf") and not document.pages
 
 
 def _under(path: Path, roots: list[Path]) -> bool:

@@ -2,17 +2,25 @@
 
 A `Document` holds the exact text that every offset in the project points
 into. Files are read with well-kept parsers (BeautifulSoup for HTML, pypdf
-for PDF); plain text and Markdown are kept exactly as decoded (UTF-8, or an encoding
-recognised by charset-normalizer) so citations can be highlighted in the
-original. A file that is UTF-8 but for a few damaged bytes is read with
-replacement characters there, and a warning (logged, shown by `qa index`)
-names the byte positions.
+for PDF, python-docx for Word, in `qa.wordfiles`); plain text and Markdown
+are kept exactly as decoded (UTF-8, or an encoding recognised by
+charset-normalizer) so citations can be highlighted in the original. A file
+that is UTF-8 but for a few damaged bytes (even one with no whole multi-byte
+character, only sequences that break off) is read with replacement
+characters there, and a warning (logged, shown by `qa index`) names the
+byte positions.
+
+A document also knows where its pages start (PDF: `pages`, so a citation
+says "page 2") and where its headings are (Markdown, HTML, Word:
+`headings`, so a citation says "Budget › 2025"). Both are offsets into the
+same text, which stays exactly what the sentences index.
 """
 
 from __future__ import annotations
 
 import codecs
 import hashlib
+from bisect import bisect_right
 import logging
 import re
 from dataclasses import dataclass, field
@@ -25,7 +33,7 @@ from .errors import DocumentError
 log = logging.getLogger(__name__)
 
 BUNDLED_ARTICLE = "libya-policy-newsweek.txt"
-SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx")
 MAX_FILE_BYTES = 20 * 1024 * 1024
 MAX_DOCUMENT_CHARS = 2_000_000
 
@@ -37,6 +45,25 @@ _BLOCK_TAGS = [
 ]
 # Private-use characters that mark breaks while the HTML tree is flattened to text.
 _BLOCK_MARK, _LINE_MARK = "\ue000", "\ue001"
+# Private-use characters around a heading's text (the opening one followed by the level, 1..6).
+_HEAD_OPEN, _HEAD_CLOSE = "\ue002", "\ue003"
+_HEAD_MARKS = re.compile(f"{_HEAD_OPEN}([1-6])|{_HEAD_CLOSE}")
+# A Markdown ATX heading line: up to three spaces, one to six '#', a space, the text (closing '#'s trimmed later).
+_MD_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+([^\n]*)$", re.MULTILINE)
+SECTION_SEPARATOR = " \u203a "  # "Budget › 2025"
+
+Heading = tuple[int, int, int]
+"""A heading: (level 1..6, start, end) of its text in the document's text."""
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """What a file reads as: its text, a title if the format carries one, page starts and headings."""
+
+    text: str
+    title: str | None = None
+    pages: tuple[int, ...] = ()
+    headings: tuple[Heading, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -49,6 +76,9 @@ class Document:
         title: a human-readable name shown next to citations.
         path: the file it was read from, absolute, if any.
         modified: the file's modification time (seconds since the epoch) when it was read.
+        pages: where each page starts in `text` (PDF files; empty for others): page n (1-based) is
+            `text[pages[n - 1]:pages[n]]`; an empty page starts where the next one does.
+        headings: (level, start, end) of each heading's text in `text`, in order (Markdown, HTML, Word).
     """
 
     doc_id: str
@@ -56,6 +86,8 @@ class Document:
     title: str = ""
     path: str | None = None
     modified: float | None = None
+    pages: tuple[int, ...] = ()
+    headings: tuple[Heading, ...] = ()
     fingerprint: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -70,16 +102,48 @@ class Document:
             )
         if not self.title:
             object.__setattr__(self, "title", self.doc_id)
+        pages = tuple(int(p) for p in self.pages)
+        if pages and (pages[0] != 0 or any(b < a for a, b in zip(pages, pages[1:])) or pages[-1] > len(self.text)):
+            raise DocumentError(f"document {self.doc_id!r}: page starts {pages[:5]}… must begin at 0, never "
+                                "decrease and lie within the text")
+        headings = tuple((int(level), int(start), int(end)) for level, start, end in self.headings)
+        if any(not (1 <= level <= 6 and 0 <= start < end <= len(self.text)) for level, start, end in headings):
+            raise DocumentError(f"document {self.doc_id!r}: a heading lies outside the text")
+        object.__setattr__(self, "pages", pages)
+        object.__setattr__(self, "headings", headings)
         digest = hashlib.sha256(self.text.encode("utf-8")).hexdigest()
         object.__setattr__(self, "fingerprint", digest)
 
     @classmethod
     def from_path(cls, path: str | Path, *, doc_id: str | None = None, title: str | None = None) -> Document:
-        """Read a .txt, .md, .html or .pdf file; raise `DocumentError` naming the file and reason."""
+        """Read a .txt, .md, .html, .pdf or .docx file; raise `DocumentError` naming the file and reason."""
         path = Path(path)
-        text, found_title = read_text(path)
-        return cls(doc_id=doc_id or slugify(path.stem), text=text, title=title or found_title or _shown(path.stem),
-                   path=str(path.resolve()), modified=_modified(path))
+        found = read_file(path)
+        return cls(doc_id=doc_id or slugify(path.stem), text=found.text,
+                   title=title or found.title or _shown(path.stem), path=str(path.resolve()),
+                   modified=_modified(path), pages=found.pages, headings=found.headings)
+
+    def page_at(self, offset: int) -> int | None:
+        """The 1-based page holding `offset`, or None for a document without pages."""
+        return bisect_right(self.pages, offset) if self.pages else None
+
+    def page_span(self, page: int) -> tuple[int, int]:
+        """(start, end) of a 1-based page's text."""
+        if not 1 <= page <= len(self.pages):
+            raise ValueError(f"document {self.doc_id!r} has no page {page}")
+        end = self.pages[page] if page < len(self.pages) else len(self.text)
+        return self.pages[page - 1], end
+
+    def section_at(self, offset: int) -> str | None:
+        """The path of headings above `offset` ("Budget › 2025"), or None where no heading comes before it."""
+        path: list[tuple[int, str]] = []
+        for level, start, end in self.headings:
+            if start > offset:
+                break
+            while path and path[-1][0] >= level:
+                path.pop()
+            path.append((level, " ".join(self.text[start:end].split())))
+        return SECTION_SEPARATOR.join(text for _, text in path) or None
 
 
 def _shown(name: str) -> str:
@@ -106,6 +170,12 @@ def bundled_article() -> Document:
 
 def read_text(path: Path) -> tuple[str, str | None]:
     """Extract the text of a file and a title if the format carries one."""
+    found = read_file(path)
+    return found.text, found.title
+
+
+def read_file(path: Path) -> Extracted:
+    """Extract the text of a file, a title if the format carries one, and its pages and headings."""
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_SUFFIXES:
         raise DocumentError(
@@ -120,13 +190,21 @@ def read_text(path: Path) -> tuple[str, str | None]:
     except OSError as exc:
         raise DocumentError(f"{path.name}: cannot read file ({exc.strerror or exc})") from exc
     if suffix == ".pdf":
-        text, title = _pdf_text(path.name, data), None
+        found = _pdf_text(path.name, data)
+    elif suffix == ".docx":
+        from .wordfiles import docx_text
+
+        found = docx_text(path.name, data)
     else:
         raw = _decode(path.name, data)
-        text, title = _html_text(raw) if suffix in (".html", ".htm") else (raw, _markdown_title(raw))
-    if not text.strip():
+        if suffix in (".html", ".htm"):
+            found = _html_text(raw)
+        else:
+            found = Extracted(raw, _markdown_title(raw),
+                              headings=markdown_headings(raw) if suffix in (".md", ".markdown") else ())
+    if not found.text.strip():
         raise DocumentError(f"{path.name}: no text found in the file")
-    return text, title
+    return found
 
 
 def _decode(name: str, data: bytes) -> str:
@@ -183,6 +261,12 @@ _ESCAPED = re.compile("[\udc80-\udcff]+")
 # text almost never forms by chance) and its broken spots are few: at most one per `_DAMAGE_RATIO` valid
 # characters, or at most `_FEW_DAMAGED` in text that is mostly ASCII. Legacy Asian encodings, all high
 # bytes, form some valid UTF-8 by chance but break it far more often.
+# With no valid multi-byte character at all, mostly-ASCII text with at most `_FEW_DAMAGED` broken spots is
+# still damaged UTF-8 when every spot begins like UTF-8 (a lead byte 0xc2..0xf4) and at least as many of
+# them are cut-off sequences (a lead byte, then valid continuation bytes, then too few of them: "\xe2\x82 ")
+# as are lone lead bytes (0xc3 before "("). A Windows-1252 accented letter is a lone lead byte, and inside a
+# word, between two ASCII letters ("na\xefve"), it keeps the file with charset-normalizer; so does a legacy
+# symbol byte 0x80..0xbf on its own ("\xabcaf\xe9\xbb"), which never begins UTF-8.
 _DAMAGE_RATIO, _FEW_DAMAGED = 10, 3
 # charset-normalizer's guess is used when its decoded text fits a language at least this well, with at most
 # this much "chaos" (odd character sequences); short texts fit no language, so the floor rejects its guesses there.
@@ -199,7 +283,7 @@ def _damaged_utf8(data: bytes) -> tuple[str, list[tuple[int, int]]] | None:
     spots = list(_ESCAPED.finditer(escaped))
     mostly_ascii = 4 * sum(1 for byte in data if byte > 127) <= len(data)
     few = len(spots) * _DAMAGE_RATIO <= multibyte or (mostly_ascii and len(spots) <= _FEW_DAMAGED)
-    if not multibyte or not few:
+    if not few:
         return None
     spans, pieces, position, offset = [], [], 0, 0
     for spot in spots:
@@ -210,7 +294,38 @@ def _damaged_utf8(data: bytes) -> tuple[str, list[tuple[int, int]]] | None:
         pieces += [before, "\ufffd"]
         position = spot.end()
     pieces.append(escaped[position:])
+    if not multibyte and not _cut_off_utf8(data, spans):
+        return None
     return "".join(pieces), spans
+
+
+def _cut_off_utf8(data: bytes, spans: list[tuple[int, int]]) -> bool:
+    """Whether the broken spots look like UTF-8 sequences that break off, not like a legacy code page: each
+    begins with a UTF-8 lead byte, none is a lone lead byte inside a word, and cut-off sequences (lead, then
+    continuation bytes) are at least as many as lone lead bytes."""
+    cut = lone = 0
+    for start, end in spans:
+        lead = data[start]
+        if not 0xC2 <= lead <= 0xF4:
+            return False
+        if end - start > 1 and _continues(lead, data[start + 1]):
+            cut += 1
+        elif 0 < start and end < len(data) and _letter(data[start - 1]) and _letter(data[end]):
+            return False  # an accented letter inside a word, as Windows-1252 writes "na\xefve"
+        else:
+            lone += 1
+    return cut > 0 and cut >= lone
+
+
+def _letter(byte: int) -> bool:
+    return 0x41 <= byte <= 0x5A or 0x61 <= byte <= 0x7A
+
+
+def _continues(lead: int, byte: int) -> bool:
+    """Whether `byte` may follow `lead` in UTF-8 (0x80..0xbf, narrower after 0xe0, 0xed, 0xf0 and 0xf4)."""
+    low, high = {0xE0: (0xA0, 0xBF), 0xED: (0x80, 0x9F), 0xF0: (0x90, 0xBF), 0xF4: (0x80, 0x8F)}.get(
+        lead, (0x80, 0xBF))
+    return low <= byte <= high
 
 
 def _describe_spans(data: bytes, spans: list[tuple[int, int]], shown: int = 5) -> str:
@@ -271,22 +386,62 @@ def _western_text(data: bytes) -> str | None:
     return text if letters and 2 * ascii_letters >= len(letters) else None
 
 
-def _html_text(html: str) -> tuple[str, str | None]:
+def _html_text(html: str) -> Extracted:
     """Text as a browser lays it out: inline tags flow within their paragraph, blocks are paragraphs.
 
     Block elements become paragraphs separated by a blank line (so the chunker
     sees them), `<br>` and the lines of `<pre>` become line breaks, and other
-    whitespace collapses to single spaces.
+    whitespace collapses to single spaces. `<h1>`..`<h6>` are the headings.
     """
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(html, "html.parser")
+    soup = BeautifulSoup(html.replace(_HEAD_OPEN, "").replace(_HEAD_CLOSE, ""), "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else None
     for tag in soup(["script", "style", "noscript", "template", "head"]):
         tag.decompose()
     _mark_breaks(soup)
-    blocks = (_flow(block) for block in soup.get_text().split(_BLOCK_MARK))
-    return "\n\n".join(block for block in blocks if block), title or None
+    parts: list[str] = []
+    headings: list[Heading] = []
+    length = 0
+    for block in soup.get_text().split(_BLOCK_MARK):
+        text, spans = _unmark(_flow(block))
+        if not text:
+            continue
+        if parts:
+            length += 2
+        headings.extend((level, length + start, length + end) for level, start, end in spans)
+        parts.append(text)
+        length += len(text)
+    return Extracted("\n\n".join(parts), title or None, headings=tuple(headings))
+
+
+def _unmark(block: str) -> tuple[str, list[Heading]]:
+    """A block without its heading marks, trimmed, and the headings' (level, start, end) in it."""
+    pieces, spans, position, length = [], [], 0, 0
+    opened: tuple[int, int] | None = None
+    for mark in _HEAD_MARKS.finditer(block):
+        pieces.append(block[position:mark.start()])
+        length += mark.start() - position
+        position = mark.end()
+        if mark.group(1):
+            opened = (int(mark.group(1)), length)
+        elif opened is not None:
+            spans.append((opened[0], opened[1], length))
+            opened = None
+    pieces.append(block[position:])
+    text = "".join(pieces)
+    lead = len(text) - len(text.lstrip())
+    text = text.strip()
+    headings = []
+    for level, start, end in spans:
+        start, end = max(0, start - lead), min(len(text), end - lead)
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if start < end:
+            headings.append((level, start, end))
+    return text, headings
 
 
 def _mark_breaks(soup: Any) -> None:
@@ -297,6 +452,9 @@ def _mark_breaks(soup: Any) -> None:
     for tag in soup(_BLOCK_TAGS):
         tag.insert_before(_BLOCK_MARK)
         tag.insert_after(_BLOCK_MARK)
+    for tag in soup(["h1", "h2", "h3", "h4", "h5", "h6"]):
+        tag.insert(0, _HEAD_OPEN + tag.name[1])
+        tag.append(_HEAD_CLOSE)
     for tag in soup(["td", "th"]):
         tag.insert_after(" ")  # cells of a row are words apart, not glued together
     for tag in soup("br"):
@@ -309,7 +467,8 @@ def _flow(block: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def _pdf_text(name: str, data: bytes) -> str:
+def _pdf_text(name: str, data: bytes) -> Extracted:
+    """The pages' text, a blank line between pages, and where each page starts (an empty page where the next)."""
     import io
 
     from pypdf import PdfReader
@@ -320,7 +479,29 @@ def _pdf_text(name: str, data: bytes) -> str:
         pages = [page.extract_text() or "" for page in reader.pages]
     except (PdfReadError, ValueError, KeyError, TypeError) as exc:
         raise DocumentError(f"{name}: not a readable PDF ({exc})") from exc
-    return "\n\n".join(page.strip() for page in pages if page.strip())
+    text, starts = "", []
+    for page in pages:
+        page = page.strip()
+        if page and text:
+            text += "\n\n"
+        starts.append(len(text))
+        text += page
+    return Extracted(text, pages=tuple(starts))
+
+
+def markdown_headings(text: str) -> tuple[Heading, ...]:
+    """(level, start, end) of each ATX heading's text ("## Budget ##" gives "Budget")."""
+    headings = []
+    for match in _MD_HEADING.finditer(text):
+        start, end = match.span(2)
+        line = text[start:end].rstrip()
+        closing = re.search(r"(?:^|[ \t])#+$", line)
+        if closing:
+            line = line[:closing.start()]
+        end = start + len(line.rstrip())
+        if end > start:
+            headings.append((len(match.group(1)), start, end))
+    return tuple(headings)
 
 
 def _markdown_title(text: str) -> str | None:

@@ -57,7 +57,7 @@ import numpy as np
 
 from .config import IndexType, Settings
 from .corpus import Corpus
-from .documents import Document
+from .docrows import document_from_row, document_row
 from .errors import CorruptIndexError, IndexLockedError, IndexNotFoundError, IndexWriteError, QAError
 from .lexical import LexicalIndex
 
@@ -308,8 +308,7 @@ def _create(file: Path) -> BinaryIO:
 def _write(folder: Path, *, corpus: Corpus, vectors: VectorIndex, lexical: LexicalIndex, settings: Settings) -> None:
     with _create(folder / "documents.jsonl") as out:
         for doc in corpus.documents:
-            out.write((json.dumps({"doc_id": doc.doc_id, "title": doc.title, "text": doc.text, "path": doc.path,
-                                   "modified": doc.modified}) + "\n").encode("utf-8"))
+            out.write((json.dumps(document_row(doc)) + "\n").encode("utf-8"))
     for name in _ARRAYS:
         with _create(folder / f"{name}.npy") as out:
             np.save(out, getattr(corpus, name), allow_pickle=False)
@@ -747,9 +746,7 @@ def load_index(path: str | Path, *, mmap: bool = True) -> StoredIndex:
             documents = []
             with open(folder / "documents.jsonl", encoding="utf-8") as lines:
                 for line in lines:
-                    row = json.loads(line)
-                    documents.append(Document(doc_id=row["doc_id"], text=row["text"], title=row["title"],
-                                              path=row.get("path"), modified=row.get("modified")))
+                    documents.append(document_from_row(json.loads(line)))
             arrays = {name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in _ARRAYS}
             vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
             corpus = Corpus(documents, vocab=vocab, **arrays)

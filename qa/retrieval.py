@@ -57,6 +57,8 @@ class Passage:
         dense: best cosine similarity of one of its sentences to the query.
         lexical: BM25 of the chunk, its best sentence and its document, each scaled to 0..1 by the query's best.
         chunk: position of the chunk in the retriever (for the answer composer).
+        page: the 1-based page of a PDF where the chunk starts; None for other files.
+        section: the headings above the chunk ("Budget › 2025"), None where it has none.
     """
 
     doc_id: str
@@ -68,6 +70,8 @@ class Passage:
     dense: float = 0.0
     lexical: float = 0.0
     chunk: int = -1
+    page: int | None = None
+    section: str | None = None
 
 
 class Retriever:
@@ -349,8 +353,9 @@ class Retriever:
     def passage(self, chunk: int, *, score: float = 0.0, dense: float = 0.0, lexical: float = 0.0) -> Passage:
         """The chunk at position `chunk` as a `Passage` with the given scores."""
         found = self.chunks[chunk]
-        return Passage(found.doc_id, self.documents[int(self.chunk_document[chunk])].title, found.start, found.end,
-                       found.text, score, dense, lexical, chunk)
+        document = self.documents[int(self.chunk_document[chunk])]
+        return Passage(found.doc_id, document.title, found.start, found.end, found.text, score, dense, lexical, chunk,
+                       document.page_at(found.start), document.section_at(found.start))
 
     def search(self, query: str, k: int = 5, *, where: Where = None) -> list[Passage]:
         """The k best chunks for a query, best first; `where` limits them to some documents (see `allowed`)."""

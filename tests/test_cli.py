@@ -38,6 +38,8 @@ def check_ask_schema(out: dict) -> None:
             assert has_type(citation.get(field), kind), f"citation field {field!r}: {citation.get(field)!r}"
         assert citation["n"] == n
         assert 0 <= citation["start"] < citation["end"]
+        assert citation["page"] is None or has_type(citation["page"], int)  # a PDF's page, 1-based
+        assert citation["section"] is None or has_type(citation["section"], str)
 
 
 def check_search_schema(out: dict) -> None:
@@ -242,6 +244,20 @@ def test_index_warns_about_damaged_utf8_and_indexes_the_rest(tmp_path: Path) -> 
     assert "Valid start. Then broken: \ufffd( and \ufffd here\u2026" in texts
 
 
+def test_index_warns_about_a_short_note_whose_utf8_only_breaks_off(tmp_path: Path) -> None:
+    """Issue 33's 77-byte note has no whole multi-byte character: it was read as Windows-1252, quietly."""
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "memo.txt").write_bytes(
+        b"Valid start of the memo. Then broken: \xc3\x28 and \xe2\x82 here. The vault code is 4417.")
+    result = run_qa("index", folder, "--out", tmp_path / "idx", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("WARNING memo.txt: damaged UTF-8, 3 bytes are not valid (byte 0xc3 at position 38, "
+                               "bytes 0xe2 0x82 at position 45)")
+    assert lines[1].startswith("indexed 1 documents")
+
+
 # -- search ------------------------------------------------------------------------------------
 
 
@@ -287,7 +303,7 @@ def test_index_a_directory(capsys: pytest.CaptureFixture[str], corpus: Path, tmp
     (folder / "nested").mkdir(parents=True)
     (folder / "plant-notes.md").write_bytes((corpus / "plant-notes.md").read_bytes())
     (folder / "nested" / "market.html").write_bytes((corpus / "market.html").read_bytes())
-    (folder / "ignored.docx").write_bytes(b"PK not a supported type")
+    (folder / "ignored.xlsx").write_bytes(b"PK not a supported type")
     code, _, err = run(capsys, "index", folder, "--out", tmp_path / "idx")
     assert code == 0, err
     assert "indexed 2 documents" in err
@@ -395,7 +411,8 @@ def test_history_with_a_lone_surrogate_is_cleaned(capsys: pytest.CaptureFixture[
 
 
 INDEX_INPUTS = {
-    "unsupported type": ("slides.docx", b"PK\x03\x04 zipped"),
+    "unsupported type": ("slides.xlsx", b"PK\x03\x04 zipped"),
+    "broken word file": ("broken.docx", b"PK\x03\x04 zipped"),
     "binary text": ("dump.txt", b"\x7fELF\x02\x01\x01\x00\x00\x00"),
     "empty file": ("empty.md", b""),
     "broken pdf": ("broken.pdf", b"%PDF-1.4 not really a pdf"),

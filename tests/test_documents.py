@@ -156,8 +156,14 @@ def test_text_that_is_not_utf8_is_decoded_not_garbled(tmp_path: Path, text: str,
          "byte 0xc3 at position 26, bytes 0xe2 0x82 at position 33"),
         ("Le café, la crème. ".encode() * 5 + b"\xc3(" + b" Fin.",
          "Le café, la crème. " * 5 + "\ufffd( Fin.", "byte 0xc3 at position 105"),
+        # Issue 33's note: no valid multi-byte character anywhere, only sequences that begin like UTF-8 and
+        # break off. It was read as Windows-1252 ("Ã(", "â‚") without a warning.
+        (b"Valid start of the memo. Then broken: \xc3\x28 and \xe2\x82 here. The vault code is 4417.",
+         "Valid start of the memo. Then broken: \ufffd( and \ufffd here. The vault code is 4417.",
+         "byte 0xc3 at position 38, bytes 0xe2 0x82 at position 45"),
+        (b"Cut off at the end: \xf0\x9f\x98", "Cut off at the end: \ufffd", "bytes 0xf0 0x9f 0x98 at position 20"),
     ],
-    ids=["the issue's file", "one broken byte in French"],
+    ids=["the issue's file", "one broken byte in French", "only cut-off sequences", "a cut emoji"],
 )
 def test_damaged_utf8_reads_with_replacement_characters_and_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, data: bytes, text: str, where: str
@@ -169,6 +175,21 @@ def test_damaged_utf8_reads_with_replacement_characters_and_a_warning(
     message = caplog.records[0].getMessage()
     assert message.startswith("damaged.txt: damaged UTF-8")
     assert where in message
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding"),
+    [("café naïve", "cp1252"), ("The Café… and a naïve man went home.", "cp1252"),
+     ("Señor Muñoz", "cp1252"), (RUSSIAN * 5, "cp1251"), ("\u00abcaf\u00e9\u00bb", "cp1252")],
+)
+def test_legacy_text_is_not_taken_for_damaged_utf8(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str, encoding: str
+) -> None:
+    """An accented letter inside a word ("na\xefve") or a lone symbol byte keeps the legacy reading, quietly."""
+    path = write(tmp_path / "legacy.txt", text.encode(encoding))
+    with caplog.at_level("WARNING", logger="qa.documents"):
+        assert Document.from_path(path).text == text
+    assert caplog.records == []
 
 
 def test_valid_utf8_reads_without_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -310,6 +331,7 @@ def test_pdf_text_is_extracted(tmp_path: Path) -> None:
 
 
 def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
 
@@ -317,7 +339,8 @@ def write(path: Path, data: bytes) -> Path:
 @pytest.mark.parametrize(
     ("name", "data", "reason"),
     [
-        ("slides.docx", b"PK\x03\x04 some zip", "unsupported file type"),
+        ("slides.xlsx", b"PK\x03\x04 some zip", "unsupported file type"),
+        ("slides.docx", b"PK\x03\x04 some zip", "not a readable Word file"),
         ("no-suffix", b"plain text", "unsupported file type"),
         ("image.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "binary"),
         ("empty.txt", b"", "no text"),

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from qa import Answer, Document, Retriever
-from qa.answer import Citation
+from qa import Answer, Document, Passage, Retriever
+from qa.answer import Citation, location
 
 VIEW_CHARS = 4000  # document viewer: characters shown either side of a cited span
 T = TypeVar("T")
@@ -77,16 +77,20 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
-def document_view(document: Document, start: int, end: int) -> str:
-    """The document around [start, end) with that span highlighted; line breaks kept."""
+def document_view(document: Document, start: int, end: int, page: int | None = None) -> str:
+    """The document around [start, end) with that span highlighted; line breaks kept. With `page` (a PDF), only
+    that page's text, under a line saying which page it is."""
     text = document.text
-    left, right = max(0, start - VIEW_CHARS), min(len(text), end + VIEW_CHARS)
+    first, last = document.page_span(page) if page is not None else (0, len(text))
+    left, right = max(first, start - VIEW_CHARS), min(last, end + VIEW_CHARS)
+    head = (f'<div class="qa-page-head">Page {page} of {len(document.pages)}</div>' if page is not None else "")
 
     def tidy(part: str) -> str:
         return esc(re.sub(r"[ \t]*\n\s*", "\n", re.sub(r"[ \t\f\v\r]+", " ", part)))
 
-    return (("… " if left else "") + tidy(text[left:start]).lstrip() + f"<mark>{tidy(text[start:end])}</mark>"
-            + tidy(text[end:right]).rstrip() + (" …" if right < len(text) else ""))
+    return (head + ("… " if left > first else "") + tidy(text[left:start]).lstrip()
+            + f"<mark>{tidy(text[start:end])}</mark>"
+            + tidy(text[end:right]).rstrip() + (" …" if right < last else ""))
 
 
 def marked(citation: Citation, answer: Answer) -> str:
@@ -163,8 +167,8 @@ def sources_html(turn: int, answer: Answer, corpus: Retriever) -> str:
             for doc_id, passages in by_document(answer.closest):
                 parts.append(f'<div class="qa-group" data-doc="{esc(doc_id)}">{document_head(corpus, doc_id)}')
                 for p in passages:
-                    parts.append(f'<div class="qa-passage"><div class="qa-where">characters {p.start}–{p.end}</div>'
-                                 f'{esc(flat(p.text))}</div>')
+                    parts.append(f'<div class="qa-passage"><div class="qa-where">{place(p)}characters '
+                                 f'{p.start}–{p.end}</div>{esc(flat(p.text))}</div>')
                 parts.append("</div>")
             parts.append("</details>")
         return "".join(parts) + "</div>"
@@ -178,19 +182,28 @@ def sources_html(turn: int, answer: Answer, corpus: Retriever) -> str:
             parts.append(
                 f'<div class="qa-source" id="qa-src-{turn}-{c.n}" data-cite="{turn}-{c.n}" '
                 f'title="Show in the document"><div><span class="qa-num">[{c.n}]</span> '
-                f'<span class="qa-where">characters {c.start}–{c.end} of {len(document.text)}</span></div>'
+                f'<span class="qa-where">{place(c)}characters {c.start}–{c.end} of {len(document.text)}</span></div>'
                 f'<div class="qa-context">{esc(flat(c.context[:at]))} <mark>{marked(c, answer)}</mark> '
                 f'{esc(flat(c.context[to:]))}</div>{also}'
                 f'<details class="qa-viewer"><summary>Show in document</summary>'
-                f'<div class="qa-doc">{document_view(document, c.start, c.end)}</div></details></div>'
+                f'<div class="qa-doc">{document_view(document, c.start, c.end, c.page)}</div></details></div>'
             )
         parts.append("</div>")
     plain = answer.text + "\n" + "".join(
-        f"\n{document_name(corpus, doc_id)}\n" + "".join(f"[{c.n}] characters {c.start}-{c.end}: {flat(c.text)}\n"
-                                                         for c in citations)
+        f"\n{document_name(corpus, doc_id)}\n" + "".join(
+            f"[{c.n}] {location(c) + ', ' if location(c) else ''}characters {c.start}-{c.end}: {flat(c.text)}\n"
+            for c in citations)
         for doc_id, citations in by_document(answer.citations))
     parts.append(f'<button class="qa-copy" data-text="{esc(plain.rstrip())}">Copy answer</button>')
     return "".join(parts) + "</div>"
+
+
+def place(item: Citation | Passage) -> str:
+    """The page and section of a source card, each in its own span, then " · " ("" when it has neither)."""
+    parts = [f'<span class="qa-page">page {item.page}</span>'] if item.page is not None else []
+    if item.section:
+        parts.append(f'<span class="qa-section">{esc(item.section)}</span>')
+    return "".join(f"{part} · " for part in parts)
 
 
 WORKING = '<span class="qa-working">Looking in the documents…</span>'

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import gradio as gr
 
 from qa import Document, QAError, Settings
-from qa.documents import read_text, slugify
+from qa.documents import read_file, slugify
 
 INDEXING_NICE = 10  # added to the indexing thread's nice value: it yields the CPU to questions
 T = TypeVar("T")
@@ -50,13 +50,15 @@ def read_upload(path: str, *, taken: set[str], chars: int, count: int, settings:
         raise QAError(f"{name}: the uploaded file is gone before it was read; upload it again") from exc
     if size > settings.max_upload_mb * 1024 * 1024:
         raise QAError(f"{name}: {size / 1024 / 1024:.1f} MB is over the {settings.max_upload_mb} MB limit for one file")
-    text, title = read_text(Path(path))
+    found = read_file(Path(path))
+    text, title = found.text, found.title
     if chars + len(text) > settings.max_session_chars:
         held = f"; {chars:,} are taken, remove a document first" if chars else ""
         raise QAError(f"{name}: {len(text):,} characters of text, over the {settings.max_session_chars:,} characters "
                       f"a session's uploads may hold together{held}")
     stem = Path(path).stem
-    return Document(unique_id(slugify(stem), taken), text, title or stem, path=name)  # name: shown on cards
+    return Document(unique_id(slugify(stem), taken), text, title or stem, path=name,  # name: shown on cards
+                    pages=found.pages, headings=found.headings)
 
 
 def without_temp_files(files: gr.File) -> gr.File:

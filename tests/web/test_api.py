@@ -29,6 +29,7 @@ def test_troop_question_is_answered_with_citation(client, retriever):
     assert "up to fifty US special operations" in flat(first["text"])
     assert first["text"] == retriever.document(first["doc_id"]).text[first["start"]:first["end"]]
     assert set(first) >= {"n", "doc_id", "title", "start", "end", "text", "score"}
+    assert first["page"] is None and first["section"] is None  # a text file: no pages, no headings
     assert {"phrase", "confidence", "answerable", "follow_up"} <= set(result)
     assert 0.0 <= result["confidence"] <= 1.0
 

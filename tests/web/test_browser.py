@@ -395,3 +395,24 @@ def test_a_double_click_on_ask_sends_the_question_once_and_shows_no_notice(page)
     expect(last_answer(page)).to_contain_text("fifty")
     expect(page.locator("#qa-chat [data-testid=user]")).to_have_text([TROOPS])
     expect(page.locator(".toast-body")).to_have_text([])  # no "the question is empty" notice (or any other)
+
+
+def test_a_pdf_source_card_shows_its_page_and_opens_that_page(page, tmp_path):
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=12)
+    for text in ("Annual report of the Tobruk harbour authority.",
+                 "The harbour revenue in 2025 was 4.2 million euros.", "Staff numbers grew to forty people."):
+        pdf.add_page()
+        pdf.multi_cell(0, 10, text)
+    pdf.output(str(tmp_path / "harbour-report.pdf"))
+    upload(page, tmp_path / "harbour-report.pdf")
+    expect(page.locator("#qa-status")).to_contain_text("Added harbour-report", timeout=SLOW)
+    ask(page, "What was the harbour revenue in 2025?")
+    source = page.locator("#qa-sources .qa-source").first
+    expect(source.locator(".qa-page")).to_have_text("page 2")
+    source.locator("details.qa-viewer summary").click()
+    expect(source.locator(".qa-page-head")).to_have_text("Page 2 of 3")
+    expect(source.locator(".qa-doc mark")).to_contain_text("4.2 million euros")
+    expect(source.locator(".qa-doc")).not_to_contain_text("Tobruk harbour authority")

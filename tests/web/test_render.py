@@ -108,3 +108,36 @@ def test_uploaded_documents_are_named_by_their_file_and_copies_are_named(retriev
     assert "also in: zebra-notes (zebra-notes.txt, zebra-notes-2)" in shown
     assert str(tmp_path) not in shown.split('class="qa-copy"')[0]  # a file's name, never where it lay on the server
     assert document_name(corpus, "libya-policy-newsweek") == article.title  # no file: the title alone
+
+
+def test_a_pdf_source_card_says_its_page_and_shows_that_page(retriever, tmp_path):
+    from fpdf import FPDF
+
+    pages = ["Annual report of the Tobruk harbour authority.", "The revenue in 2025 was 4.2 million euros.",
+             "Staff numbers grew to forty people."]
+    pdf = FPDF()
+    pdf.set_font("Helvetica", size=12)
+    for text in pages:
+        pdf.add_page()
+        pdf.multi_cell(0, 10, text)
+    pdf.output(str(tmp_path / "report.pdf"))
+    report = read_upload(str(tmp_path / "report.pdf"), taken=set(), chars=0, count=0)  # as the app reads uploads
+    corpus = retriever.extend([report])
+    answer = Assistant(corpus).ask("What was the revenue in 2025?", where=["report"])
+    assert answer.citations[0].page == 2
+    shown = sources_html(0, answer, corpus)
+    assert '<span class="qa-page">page 2</span> · characters' in shown
+    viewer = shown.split('class="qa-doc"')[1]
+    assert viewer.startswith('><div class="qa-page-head">Page 2 of 3</div>')
+    assert "<mark>The revenue in 2025 was 4.2 million euros.</mark>" in viewer
+    assert "Tobruk" not in viewer and "Staff" not in viewer  # that page's text only
+    assert "[1] page 2, characters" in shown.split('class="qa-copy"')[1]
+
+
+def test_a_source_card_shows_the_section_it_comes_from(retriever, tmp_path):
+    (tmp_path / "budget.md").write_text("# Budget\n\n## 2025\n\nThe harbour budget for 2025 is 55,000 euros.\n")
+    notes = read_upload(str(tmp_path / "budget.md"), taken=set(), chars=0, count=0)
+    corpus = retriever.extend([notes])
+    answer = Assistant(corpus).ask("What is the harbour budget for 2025?", where=["budget"])
+    assert answer.citations[0].section == "Budget › 2025"
+    assert '<span class="qa-section">Budget › 2025</span> · characters' in sources_html(0, answer, corpus)
