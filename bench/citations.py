@@ -18,7 +18,7 @@ from pathlib import Path
 
 from qa import Assistant, Retriever, Settings
 from qa.evaluation import sentences_spanned
-from qa.squad import DEFAULT_SQUAD_FILES, contains_any, load_squad, split_articles
+from qa.training.squad import DEFAULT_SQUAD_FILES, contains_any, load_squad, split_articles
 
 RATIOS = (0.2, 0.3, 0.4, 0.5, 0.7)
 CONFIDENCES = (0.8, 0.9, 0.95)

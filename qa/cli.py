@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .commands.options import llm_arguments, llm_settings, ranker_argument, with_ranker
 from .config import INDEX_TYPES
 from .errors import QAError
 
@@ -106,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--json", action="store_true", help="print one JSON object")
     ask.add_argument("--where", action="append", metavar="ID_OR_PATH", help=WHERE_HELP)
     ranker_argument(ask)
-    _llm_arguments(ask)
+    llm_arguments(ask)
     ask.set_defaults(run=_ask)
 
     search = commands.add_parser("search", help="show the best matching passages")
@@ -153,53 +154,15 @@ def _parser() -> argparse.ArgumentParser:
                                                              "a token, to anyone who can reach it")
     ranker_argument(serve)
     _add_limit_flags(serve)
-    _llm_arguments(serve)
+    llm_arguments(serve)
     serve.set_defaults(run=_serve)
 
-    from .evaluation import add_eval_commands
-    from .train import add_train_command
+    from .commands.evaluate import add_eval_commands
+    from .commands.train import add_train_command
 
     add_eval_commands(commands)
     add_train_command(commands)
     return parser
-
-
-def ranker_argument(command: argparse.ArgumentParser) -> None:
-    """--ranker DIR: answer with a ranker `qa train --out DIR` made instead of the shipped one."""
-    command.add_argument("--ranker", metavar="DIR", help="answer with the ranker `qa train --out DIR` made, instead "
-                                                         "of the shipped one (default $QA_RANKER)")
-
-
-def with_ranker(settings: Any, args: argparse.Namespace) -> Any:
-    """`settings` with the ranker that --ranker names, if it names one (checked now, before any index is read)."""
-    if not getattr(args, "ranker", None):
-        return settings
-    from .ranker import read_manifest
-
-    read_manifest(args.ranker)
-    return dataclasses.replace(settings, ranker=args.ranker)
-
-
-def _llm_arguments(command: argparse.ArgumentParser) -> None:
-    """Flags naming the language model that writes answers (README, "Written answers"); each defaults to its
-    environment variable."""
-    group = command.add_argument_group("written answers (optional, pip install -e '.[llm]')")
-    group.add_argument("--llm-url", metavar="URL", help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 "
-                                                        "for Ollama (default $QA_LLM_URL)")
-    group.add_argument("--llm-model", metavar="NAME", help="model at that endpoint (default $QA_LLM_MODEL)")
-    group.add_argument("--llm-key", metavar="KEY", help="API key, if the endpoint needs one (default $QA_LLM_KEY)")
-    group.add_argument("--llm-gguf", metavar="FILE", help="a GGUF file run in-process instead (default $QA_LLM_GGUF)")
-    group.add_argument("--llm-timeout", type=float, metavar="SECONDS",
-                       help="wait at most this long for the first token and each next one, then quote the document "
-                            "(default $QA_LLM_TIMEOUT or 30)")
-
-
-def _llm_settings(args: argparse.Namespace) -> Any:
-    from .config import Settings
-    from .generation import with_llm
-
-    return with_llm(Settings(), url=args.llm_url, model=args.llm_model, key=args.llm_key, gguf=args.llm_gguf,
-                    timeout=args.llm_timeout)
 
 
 def _retriever(index: str | None) -> Any:
@@ -216,7 +179,7 @@ def _ask(args: argparse.Namespace) -> int:
 
     check_question(args.question, Settings())  # fail fast, before loading a model
     history = _read_history(args.history) if args.history else []
-    settings = _llm_settings(args)
+    settings = llm_settings(args)
     if settings.llm_url or settings.llm_gguf:
         from .generation import Writer
 

@@ -13,7 +13,6 @@ questions. `qa eval sets` prints them as a Markdown table.
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 import time
@@ -23,7 +22,7 @@ from typing import Any
 
 from .config import Settings
 from .documents import Document
-from .squad import SquadQuestion, contains_any, f1
+from .training.squad import SquadQuestion, contains_any, f1
 
 #: How each set is asked: of the question's own document, or over the whole set.
 MODES = {"reddit": "own", "amazon": "own", "tweets": "own", "molweni": "open", "covid": "open"}
@@ -119,22 +118,3 @@ def table(results: dict[str, dict[str, float]]) -> str:
                  else "–" if v != v else f"{v:.1%}" for k, v in figures.items()]
         rows.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
-
-
-def add_sets_command(commands: Any, settings_from: Any) -> argparse.ArgumentParser:
-    """Register `qa eval sets`; `settings_from(args)` makes the Settings (ranker and model options)."""
-    from .training.sets import LOADERS, PARTS
-
-    parser = commands.add_parser("sets", help="answer the validation parts of the sets beyond Wikipedia")
-    parser.add_argument("names", nargs="*", default=list(LOADERS), help=f"sets (default: {', '.join(LOADERS)})")
-    parser.add_argument("--part", choices=PARTS, default="check",
-                        help="which part of each set (qa/training/sets.py; default: check, which nothing is fitted on)")
-    parser.add_argument("--limit", type=int, default=300, help="questions per set, a seeded draw (0: all)")
-
-    def run(args: argparse.Namespace) -> int:
-        evaluate_sets(args.names, part=args.part, limit=args.limit, settings=settings_from(args))
-        return 0
-
-    parser.set_defaults(run=run)
-    return parser
-

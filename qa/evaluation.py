@@ -9,9 +9,7 @@ prints every failure with what was cited instead.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import math
 import sys
 import time
 from collections.abc import Sequence
@@ -22,7 +20,8 @@ from typing import Any
 from .config import Settings
 from .documents import Document
 from .errors import QAError
-from .squad import (
+from .metrics import expected_calibration_error, percentile, recall_at, reciprocal_rank, unique_in_order
+from .training.squad import (
     DEFAULT_SQUAD_FILES,
     SHARED_EVAL,
     SquadQuestion,
@@ -40,36 +39,6 @@ DEFAULT_ARTICLE = SHARED_EVAL / "article_dev.json"
 RETRIEVERS = {"BM25 only": 0.0, "dense only": 1.0}
 REFUSAL_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 SPLITS = ("all", "held-out", "validation", "training")
-
-
-# -- metrics (pure functions) ------------------------------------------------------
-
-
-def recall_at(ranked: Sequence[str], gold: str, k: int) -> float:
-    """1.0 if `gold` is among the first k ranked ids, else 0.0."""
-    return 1.0 if gold in ranked[:k] else 0.0
-
-
-def reciprocal_rank(ranked: Sequence[str], gold: str, k: int = 10) -> float:
-    """1/rank of `gold` within the first k, else 0.0."""
-    for rank, item in enumerate(ranked[:k], start=1):
-        if item == gold:
-            return 1.0 / rank
-    return 0.0
-
-
-def unique_in_order(items: Sequence[str]) -> list[str]:
-    """Items with repeats dropped, first occurrence kept (chunks to documents)."""
-    return list(dict.fromkeys(items))
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The q-th percentile (0..100) by nearest rank; 0.0 for no values."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
-    return ordered[index]
 
 
 # -- SQuAD -----------------------------------------------------------------------
@@ -358,22 +327,6 @@ def _first_span(answer: Any) -> tuple[str, int, int] | None:
         else None
 
 
-def expected_calibration_error(probabilities: Sequence[float], outcomes: Sequence[bool], bins: int = 10) -> float:
-    """ECE over `bins` equal-width bins: the mean |accuracy - confidence| weighted by each bin's share."""
-    total = len(probabilities)
-    if not total:
-        return 0.0
-    error = 0.0
-    for b in range(bins):
-        inside = [(p, o) for p, o in zip(probabilities, outcomes, strict=True)
-                  if min(int(p * bins), bins - 1) == b]
-        if inside:
-            accuracy = sum(o for _, o in inside) / len(inside)
-            confidence = sum(p for p, _ in inside) / len(inside)
-            error += len(inside) / total * abs(accuracy - confidence)
-    return error
-
-
 # -- article development set ----------------------------------------------------------
 
 
@@ -448,64 +401,6 @@ def _set_retriever(data: dict[str, Any], path: str | Path) -> Any:
     except (KeyError, TypeError) as exc:
         raise QAError(f"{path}: each of `documents` needs an `id` and a `text` (missing {exc})") from exc
     return Retriever.build(documents)
-
-
-# -- command line ----------------------------------------------------------------------
-
-
-def add_eval_commands(commands: Any) -> None:
-    """Register `qa eval squad` and `qa eval article` on the CLI's subparsers."""
-    from .cli import _llm_arguments, ranker_argument
-
-    evaluate = commands.add_parser("eval", help="measure quality on evaluation data")
-    which = evaluate.add_subparsers(dest="dataset", required=True)
-    squad = which.add_parser("squad", help="open retrieval over SQuAD files as one corpus")
-    squad.add_argument("paths", nargs="*", default=[str(f) for f in DEFAULT_SQUAD_FILES],
-                       help="SQuAD JSON files (default: the shared v1.1 and 2.0 files)")
-    squad.add_argument("--limit", type=int, help="at most N answerable and N unanswerable questions")
-    squad.add_argument("--articles", help="articles to use, as a Python slice: '0:5' or '5:'")
-    squad.add_argument("--split", choices=SPLITS, default="all",
-                       help="questions of the articles `qa train` held out, validated or trained on")
-    ranker_argument(squad)
-    squad.set_defaults(run=_run_squad)
-    article = which.add_parser("article", help="a development set of questions with expected evidence: the "
-                                               "bundled article's, or one that brings its own documents")
-    article.add_argument("path", nargs="?", default=str(DEFAULT_ARTICLE),
-                         help="the set, in article_dev.json's format (default: the bundled article's)")
-    ranker_argument(article)
-    article.set_defaults(run=_run_article)
-    written = which.add_parser("written", help="written answers from the configured language model, checked "
-                                               "(article set and a sample of held-out SQuAD questions)")
-    written.add_argument("--article", default=str(DEFAULT_ARTICLE), help="the article development set")
-    written.add_argument("--squad", type=int, default=20, metavar="N",
-                         help="held-out SQuAD questions to sample (default 20; 0 for none)")
-
-    _llm_arguments(written)
-    written.set_defaults(run=_run_written)
-    from .cli import with_ranker
-    from .eval_sets import add_sets_command
-
-    sets = add_sets_command(which, lambda args: with_ranker(Settings(), args))
-    ranker_argument(sets)
-
-
-def _run_squad(args: argparse.Namespace) -> int:
-    articles = slice(None)
-    if args.articles:
-        start, _, stop = args.articles.partition(":")
-        articles = slice(int(start) if start else None, int(stop) if stop else None)
-    from .cli import with_ranker
-
-    evaluate_squad(args.paths, limit=args.limit, articles=articles, split=args.split,
-                   settings=with_ranker(Settings(), args))
-    return 0
-
-
-def _run_article(args: argparse.Namespace) -> int:
-    from .cli import with_ranker
-
-    result = evaluate_article(args.path, settings=with_ranker(Settings(), args) if args.ranker else None)
-    return 1 if result["failures"] else 0
 
 
 # -- written answers ---------------------------------------------------------------------------------------------
@@ -610,13 +505,3 @@ def evaluate_written(settings: Settings, *, article: str | Path = DEFAULT_ARTICL
 def _llm(settings: Settings) -> dict[str, Any]:
     return {f.name: getattr(settings, f.name) for f in dataclasses.fields(Settings)
             if f.name.startswith("llm_") or f.name == "min_support"}
-
-
-def _run_written(args: argparse.Namespace) -> int:
-    from .cli import _llm_settings
-
-    settings = _llm_settings(args)
-    if not (settings.llm_url or settings.llm_gguf):
-        raise QAError("name a model: --llm-url and --llm-model (or $QA_LLM_URL, $QA_LLM_MODEL), or --llm-gguf")
-    evaluate_written(settings, article=args.article, squad=args.squad)
-    return 0

@@ -1,6 +1,6 @@
 """Answer ranking: how likely each candidate sentence answers the question, learned from public data.
 
-Three learned stages, all made by `qa train` (`qa/train.py`) from SQuAD and
+Three learned stages, all made by `qa train` (`qa/training/`) from SQuAD and
 shipped in `qa/models/answer-ranker/`:
 
 1. A logistic regression over retrieval evidence shortlists the few

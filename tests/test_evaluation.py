@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from qa.cli import main
-from qa.evaluation import contains_any, load_squad, percentile, recall_at, reciprocal_rank, unique_in_order
+from qa.metrics import percentile, recall_at, reciprocal_rank, unique_in_order
+from qa.training.squad import contains_any, load_squad
 
 SHARED_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 SQUAD_DEV = SHARED_EVAL / "squad-v2.0-dev-part-a.json"

@@ -148,8 +148,8 @@ def test_the_sentence_before_stays_inside_its_document(tiny: Assistant) -> None:
 
 
 def test_training_reads_the_sentence_before_inside_its_paragraph(tmp_path: Path) -> None:
-    from qa.squad import load_squad
-    from qa.train import TrainingSentences
+    from qa.training import TrainingSentences
+    from qa.training.squad import load_squad
 
     if not SQUAD_V2.is_file():
         pytest.skip(f"{SQUAD_V2} not found")
@@ -195,7 +195,7 @@ def _tiny_squad(source: Path, path: Path, articles: slice) -> Path:
 def test_training_runs_end_to_end_resumes_and_repeats(tmp_path: Path) -> None:
     """A smoke run trains, checkpoints, calibrates, exports and writes a model that loads; resuming from its
     final checkpoint, and a second run with the same seed, give the same model (no figures asserted)."""
-    from qa.train import TrainConfig, reading_point, recalibrate, train
+    from qa.training import TrainConfig, reading_point, recalibrate, train
 
     if not SQUAD_V2.is_file():
         pytest.skip(f"{SQUAD_V2} not found")
@@ -262,7 +262,7 @@ def test_training_runs_end_to_end_resumes_and_repeats(tmp_path: Path) -> None:
 
 
 def test_the_learning_rate_warms_up_decays_and_can_cool_down_early() -> None:
-    from qa.train import learning_rate_factor
+    from qa.training import learning_rate_factor
 
     planned = [learning_rate_factor(s, 100) for s in range(101)]
     assert planned[0] == pytest.approx(0.1) and max(planned) == planned[9] and planned[100] == 0.0
@@ -278,7 +278,7 @@ def test_a_run_stops_when_asked_and_a_cool_down_finishes_it_early(tmp_path: Path
     import torch
 
     from qa.errors import QAError
-    from qa.train import TrainConfig, questions_read_by, train
+    from qa.training import TrainConfig, questions_read_by, train
 
     if not SQUAD_V2.is_file():
         pytest.skip(f"{SQUAD_V2} not found")
@@ -303,7 +303,7 @@ def test_a_run_stops_when_asked_and_a_cool_down_finishes_it_early(tmp_path: Path
 
 def test_a_checkpoint_of_other_settings_is_refused(tmp_path: Path) -> None:
     from qa.errors import QAError
-    from qa.train import Checkpoints, TrainConfig
+    from qa.training import Checkpoints, TrainConfig
 
     Checkpoints(tmp_path / "ckpt.pt", TrainConfig(layers=1)).save({"step": 1})
     with pytest.raises(QAError, match="other settings"):
@@ -314,7 +314,7 @@ def test_a_checkpoint_of_other_settings_is_refused(tmp_path: Path) -> None:
 def test_a_checkpoint_older_than_a_setting_was_made_with_its_default(tmp_path: Path) -> None:
     import torch
 
-    from qa.train import Checkpoints, TrainConfig
+    from qa.training import Checkpoints, TrainConfig
 
     old = dataclasses.asdict(TrainConfig(layers=1))
     del old["swapped"]
@@ -326,7 +326,7 @@ def test_a_checkpoint_older_than_a_setting_was_made_with_its_default(tmp_path: P
 
 def test_a_second_stage_starts_only_from_a_finished_run_and_draws_after_it(tmp_path: Path) -> None:
     from qa.errors import QAError
-    from qa.train import Checkpoints, TrainConfig, questions_read_by
+    from qa.training import Checkpoints, TrainConfig, questions_read_by
 
     Checkpoints(tmp_path / "ckpt.pt", TrainConfig(layers=1)).save({"step": 1, "steps": 2, "model": {}})
     with pytest.raises(QAError, match="not finished"):
@@ -352,8 +352,8 @@ def test_a_swapped_share_outside_0_to_1_is_refused_before_any_work(capsys: pytes
 
 
 def test_a_continuing_run_draws_the_questions_the_first_did_not(tmp_path: Path) -> None:
-    from qa.squad import load_squad
-    from qa.train import TrainConfig, training_questions
+    from qa.training import TrainConfig, training_questions
+    from qa.training.squad import load_squad
 
     if not SQUAD_V2.is_file():
         pytest.skip(f"{SQUAD_V2} not found")
@@ -375,8 +375,8 @@ def test_a_continuing_run_draws_the_questions_the_first_did_not(tmp_path: Path) 
 def test_swapped_questions_must_be_refused_against_their_own_paragraph(tmp_path: Path) -> None:
     from os.path import commonprefix
 
-    from qa.squad import contains_any, load_squad
-    from qa.train import TrainConfig, TrainingSentences, training_groups
+    from qa.training import TrainConfig, TrainingSentences, training_groups
+    from qa.training.squad import contains_any, load_squad
 
     if not SQUAD_V2.is_file():
         pytest.skip(f"{SQUAD_V2} not found")
@@ -402,7 +402,7 @@ def test_training_on_a_gpu_that_is_not_there_says_so(tmp_path: Path) -> None:
     import torch
 
     from qa.errors import QAError
-    from qa.train import TrainConfig, train
+    from qa.training import TrainConfig, train
 
     if torch.cuda.is_available() or not SQUAD_V2.is_file():
         pytest.skip("a GPU is here, or the SQuAD file is not")
@@ -496,7 +496,7 @@ def test_a_model_directory_gives_back_the_cross_encoder_it_was_exported_from() -
     from transformers import AutoTokenizer
 
     from qa.embedding import resolve_model
-    from qa.train import BASE_MODEL, build_encoder, model_weights
+    from qa.training import BASE_MODEL, build_encoder, model_weights
 
     weights = model_weights(DEFAULT_RANKER)
     model = build_encoder(6)
@@ -525,7 +525,7 @@ def test_a_model_directory_gives_back_the_cross_encoder_it_was_exported_from() -
 
 def test_a_run_over_every_question_is_continued_in_its_own_order(tmp_path: Path) -> None:
     from qa.errors import QAError
-    from qa.train import Checkpoints, TrainConfig, reading_point
+    from qa.training import Checkpoints, TrainConfig, reading_point
 
     manifest = json.loads((DEFAULT_RANKER / MANIFEST).read_text(encoding="utf-8"))["training"]
     if manifest["config"]["questions"] == 0:  # the shipped model read every question's first steps

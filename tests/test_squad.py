@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from qa.squad import (
+from qa.training.squad import (
     DEFAULT_SQUAD_FILES,
     SquadQuestion,
     exact_match,

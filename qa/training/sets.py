@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..documents import Document
-from ..squad import SHARED_EVAL, SquadQuestion, load_squad, normalise, read_json
+from .squad import SHARED_EVAL, SquadQuestion, load_squad, normalise, read_json
 
 SPLIT_SEED = 20261207
 #: Share of each set's documents (or products, chats, papers) kept for validation.

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .documents import Document
-from .errors import QAError
+from ..documents import Document
+from ..errors import QAError
 
 SHARED_EVAL = Path("..") / "shared" / "eval"
 DEFAULT_SQUAD = SHARED_EVAL / "squad-v2.0-dev-part-a.json"
@@ -79,6 +79,11 @@ def load_squad(paths: str | Path | Sequence[str | Path], *, articles: slice = sl
             [q for q in questions.values() if q.article in kept])
 
 
+def article_of(doc_id: str) -> str:
+    """The article a paragraph belongs to: its doc_id without the paragraph's number (`Title-3` -> `Title`)."""
+    return doc_id.rsplit("-", 1)[0]
+
+
 def read_json(path: str | Path, what: str) -> Any:
     """A JSON file, or a `QAError` that says which file is wanted and where the project's copy lives."""
     path = Path(path)
@@ -127,7 +132,7 @@ def pronominalise(question: str, previous: str) -> str:
     phrase (the words around it are function words); "Who made Ralph earl?" after "Where was Ralph
     earl of?" becomes "Who made it earl?". Without a shared phrase the question is unchanged.
     """
-    from .lexical import _stopwords
+    from ..lexical import _stopwords
 
     stop = set(_stopwords()) | {"did", "does", "do", "was", "were", "is", "are", "has", "have", "had"}
     words = list(_WORD.finditer(question))
