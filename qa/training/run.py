@@ -106,6 +106,19 @@ def train(files: Sequence[str | Path], out: str | Path, config: TrainConfig = Tr
     return manifest
 
 
+def absent_halves(retriever: Any, questions: Sequence[SquadQuestion]) -> list[list[SquadQuestion]]:
+    """The questions to ask of the corpus without their own articles: all at once when other articles remain
+    (SQuAD's validation articles in the whole development corpus), else in two halves of the articles, each
+    asked of the corpus that holds the other half; none when the corpus has one article (all chats)."""
+    articles = list(dict.fromkeys(q.article for q in questions))
+    if {article_of(d.doc_id) for d in retriever.documents} - set(articles):
+        return [list(questions)]
+    if len(articles) < 2:
+        return []
+    first = set(articles[::2])
+    return [[q for q in questions if q.article in first], [q for q in questions if q.article not in first]]
+
+
 def calibrate_model(staging: Path, manifest: dict[str, Any], corpora: Sequence[tuple[Any, Sequence[SquadQuestion]]],
                     config: TrainConfig, settings: Settings, echo: Any) -> tuple[dict[str, Any], dict[str, float]]:
     """Fit every layer after the cross-encoder (stages 3 and 4) for the model in `staging`, whose `manifest`
@@ -118,8 +131,8 @@ def calibrate_model(staging: Path, manifest: dict[str, Any], corpora: Sequence[t
         examples += make_examples(retriever, validation, settings, gold=False, follow_ups=True,
                                   rng=random.Random(config.seed), progress="validation candidates",
                                   reads_previous=reads_previous)
-        if len({article_of(d.doc_id) for d in retriever.documents}) > 1:
-            examples += absent_examples(retriever, validation, settings, reads_previous=reads_previous)
+        for asked in absent_halves(retriever, validation):
+            examples += absent_examples(retriever, asked, settings, reads_previous=reads_previous)
     examples = [shortlisted(e, first_stage, settings.rerank_sentences) for e in examples]
     uncalibrated = {k: v for k, v in manifest.items() if k != "calibration"}
     (staging / MANIFEST).write_text(json.dumps(uncalibrated), encoding="utf-8")
