@@ -12,6 +12,14 @@ round it waits for the closed tabs to be freed and reads the server's resident m
 one Markdown table; target: RSS after every round within 10% of RSS after the warm-up, and no file
 left in the temp folder. The load stops at --seconds (rounds then hold what was done), so a busy
 machine runs fewer calls, not longer.
+
+    .venv/bin/python bench/soak.py --api 6000            # issue 33: /ask only, as a plain HTTP client calls it
+
+With --api N: only /ask, N calls after --warm-up calls (default 300), from --threads callers (default 8)
+over five different questions, each call on a new connection (`--keep-alive` reuses them), RSS read at
+several points. Prints the RSS table and the two targets: RSS after N calls within 10% of RSS after the
+warm-up, and the last half of the calls adding under 2%. It stops at --seconds (0: no limit) and reports
+what was done.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from http_page import HttpPage  # noqa: E402 - a page as the server sees it, sha
 TARGET = 0.10
 QUESTIONS = ["What did CNN report about troop numbers?", "Who is Khalifa Haftar?",
              "Where would the US reopen its embassy?", "What security threats does Libya pose to southern Europe?"]
+API_QUESTIONS = [*QUESTIONS, "How many troops would the new US policy send to Libya?"]
 BAD = [[42], [], ["   "], ["q", None, "extra"], ["q", [["only one"]]], ["why " * 400], [["a list"]]]
 
 
@@ -52,7 +61,12 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError("no VmRSS")
 
 
-def ask(http: httpx.Client, url: str, data: list) -> int:
+def ask(http: httpx.Client | None, url: str, data: list) -> int:
+    """One /ask call, the two-step way; `http` None: each step on a new connection, as curl or a bare
+    `requests.post` would make it."""
+    if http is None:
+        with httpx.Client(timeout=300) as fresh:
+            return ask(fresh, url, data)
     posted = http.post(f"{url}/gradio_api/call/ask", json={"data": data})
     if posted.status_code == 200:
         stream = http.get(f"{url}/gradio_api/call/ask/{posted.json()['event_id']}").text
@@ -81,11 +95,19 @@ def main() -> None:
     parser.add_argument("--asks", type=int, default=300, help="/ask calls per round (default 300)")
     parser.add_argument("--bad", type=int, default=1000, help="malformed /ask calls per round (default 1000)")
     parser.add_argument("--pages", type=int, default=50, help="tabs that upload, ask and close, per round")
-    parser.add_argument("--seconds", type=float, default=150, help="stop sending work after this long (150)")
+    parser.add_argument("--seconds", type=float, help="stop sending work after this long (150; with --api 3600, "
+                                                          "0: no limit)")
     parser.add_argument("--linger", type=int, default=5, help="seconds a closed tab is kept (the server's "
                                                               "--session-linger; default 5)")
     parser.add_argument("--clients", type=int, default=2, help="callers at a time of each kind (default 2)")
+    parser.add_argument("--api", type=int, metavar="N", help="only /ask: N calls after the warm-up (issue 33)")
+    parser.add_argument("--warm-up", type=int, default=300, help="with --api: calls before the baseline (300)")
+    parser.add_argument("--threads", type=int, default=8, help="with --api: callers at a time (default 8)")
+    parser.add_argument("--points", type=int, default=6, help="with --api: RSS readings after the warm-up (6)")
+    parser.add_argument("--keep-alive", action="store_true", help="with --api: reuse connections")
     args = parser.parse_args()
+    if args.seconds is None:
+        args.seconds = 3600 if args.api else 150
 
     port, url = free_port(), None
     temp = Path(tempfile.mkdtemp(prefix="qa-soak-"))
@@ -105,6 +127,8 @@ def main() -> None:
         else:
             raise RuntimeError(f"qa serve did not answer on {url} within 5 minutes: {server.stderr.read()[-2000:]}"
                                if server.poll() is not None else f"qa serve did not answer on {url} within 5 minutes")
+        if args.api:
+            return api_soak(args, server, url, start_rss=rss_mb(server.pid))
         started = time.monotonic()
         totals = {"asks": 0, "bad": 0, "pages": 0}
         rows = []
@@ -173,6 +197,50 @@ def main() -> None:
               f"{(rss - base) / base:+.1%} |")
     print(f"\nLargest change from the warm-up: {worst:.1%} (target within {TARGET:.0%}): "
           f"{'met' if worst <= TARGET else 'NOT met'}. Files left in Gradio's temp folder: {len(left)}.")
+
+
+def api_soak(args: argparse.Namespace, server: subprocess.Popen, url: str, start_rss: float) -> None:
+    """Issue 33's load: /ask only, `--threads` callers, five questions; RSS after the warm-up and at `--points`."""
+    http = httpx.Client(timeout=300, limits=httpx.Limits(max_connections=args.threads)) if args.keep_alive else None
+    deadline = time.monotonic() + args.seconds if args.seconds > 0 else float("inf")
+    done = 0
+
+    def call(i: int) -> None:
+        nonlocal done
+        if time.monotonic() <= deadline:
+            assert ask(http, url, [API_QUESTIONS[i % len(API_QUESTIONS)]]) == 200
+            done += 1  # one writer per call, under the GIL: exact enough for a count
+
+    def calls(n: int) -> float:
+        began = time.monotonic()
+        with ThreadPoolExecutor(args.threads) as pool:
+            list(pool.map(call, range(done, done + n)))
+        time.sleep(3)  # the sweep drops the last calls' sessions
+        return time.monotonic() - began
+
+    calls(args.warm_up)
+    rows = [("warm-up", done, rss_mb(server.pid), 0.0)]
+    step = -(-args.api // args.points)
+    while done - rows[0][1] < args.api and time.monotonic() < deadline:
+        seconds = calls(min(step, args.api - (done - rows[0][1])))
+        rows.append((f"+{done - rows[0][1]:,}", done, rss_mb(server.pid), seconds))
+    base, last = rows[0][2], rows[-1]
+    half = min(rows, key=lambda r: abs((r[1] - rows[0][1]) - (last[1] - rows[0][1]) / 2))
+    print(f"\n/ask soak of `qa serve` on loopback: {args.threads} callers, {len(API_QUESTIONS)} questions, "
+          f"{'kept-alive' if args.keep_alive else 'a new'} connection{'s' if args.keep_alive else ' per call'}, "
+          f"{os.cpu_count()} CPUs; RSS at start {start_rss:.0f} MB.\n")
+    print("| after | /ask calls | RSS (MB) | vs warm-up | KB per call since last | calls/s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for (name, n, rss, seconds), before in zip(rows, [None, *rows], strict=False):
+        slope = f"{(rss - before[2]) * 1024 / max(1, n - before[1]):+.1f}" if before else ""
+        speed = f"{(n - before[1]) / seconds:.1f}" if before and seconds else ""
+        print(f"| {name} | {n:,} | {rss:.0f} | {(rss - base) / base:+.1%} | {slope} | {speed} |")
+    total, tail = (last[2] - base) / base, (last[2] - half[2]) / half[2]
+    print(f"\nAfter {last[1] - rows[0][1]:,} calls: {total:+.1%} vs the warm-up (target within 10%: "
+          f"{'met' if abs(total) <= 0.10 else 'NOT met'}); the last {last[1] - half[1]:,} calls: {tail:+.1%} "
+          f"(target under 2%: {'met' if tail < 0.02 else 'NOT met'}).")
+    if last[1] - rows[0][1] < args.api:
+        print(f"Stopped at --seconds {args.seconds:g} after {last[1] - rows[0][1]:,} of {args.api:,} calls.")
 
 
 if __name__ == "__main__":
