@@ -116,7 +116,9 @@ class OpenAIChat:
         try:
             import openai
         except ImportError as exc:
-            raise ModelUnavailable(f"the openai package is not installed ({INSTALL})") from exc
+            if exc.name == "openai":
+                raise ModelUnavailable(f"the openai package is not installed ({INSTALL})") from exc
+            raise ModelUnavailable(f"the openai package failed to load ({_one_line(exc)})") from exc
         except Exception as exc:  # noqa: BLE001 - an installed client that breaks on import (a clash of versions)
             raise ModelUnavailable(f"the openai package failed to load ({_one_line(exc)})") from exc
         self._openai = openai
@@ -160,6 +162,8 @@ class OpenAIChat:
             cause = exc.__cause__ or exc
             raise GenerationError(f"could not reach the model at {self.url} ({_one_line(cause)})") from exc
         except Exception as exc:  # noqa: BLE001 - whatever a broken reply raises (bad JSON, odd shapes, a cut stream)
+            if _timed_out(exc):  # a next chunk that came too late: openai 1.x and 2.x raise httpx's own error
+                raise GenerationError(f"the model did not answer within {self.timeout:g} s") from exc
             raise GenerationError(f"malformed or broken reply from the model ({_one_line(exc)})") from exc
 
 
@@ -493,6 +497,24 @@ def compose(found: Answer, checked: Sequence[Checked]) -> Answer | None:
         found, text=text, citations=citations, mode="generated", written=written, notice=notice,
         phrase=found.phrase if first_kept else None,
         confidence=found.confidence if first_kept else citations[0].score)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether `exc`, or what caused it, is a timeout of the HTTP library the openai client runs on."""
+    kinds: list[type[BaseException]] = [TimeoutError]
+    for library in ("httpx", "httpx2"):  # openai 1.x and 2.x use httpx; 3.x uses httpx2
+        try:
+            kinds.append(__import__(library).TimeoutException)
+        except (ImportError, AttributeError):
+            pass
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, tuple(kinds)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _one_line(exc: BaseException) -> str:
