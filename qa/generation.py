@@ -16,8 +16,9 @@ Optional (`pip install -e '.[llm]'`); without a configured model nothing changes
    them. Citations that fail are removed from the sentence; a sentence left
    with none is dropped, and the answer's `notice` says so.
 4. Nothing left, or a model that fails (timeout, refused connection, HTTP
-   error, malformed or empty reply): the extractive answer, with a one-line
-   notice. The answer's citations are the extractive path's own `Citation`
+   error, malformed or empty reply) or cannot be used at all (the openai client
+   missing or of a version that does not work, a missing or unreadable GGUF
+   file): the extractive answer, with a one-line notice, never a traceback. The answer's citations are the extractive path's own `Citation`
    spans, renumbered in their order of probability.
 
 Two ways to run a model, each through a well-kept library: an OpenAI-compatible
@@ -44,6 +45,8 @@ from .errors import QAError
 from .retrieval import Retriever, Where
 
 INSTALL = "pip install -e '.[llm]'"
+#: The openai majors the tests run (pyproject.toml's range, constraints.txt's pin being the oldest end).
+OPENAI_TESTED = "openai 1.x to 3.x"
 
 SYSTEM_PROMPT = ("Answer from the numbered sources only, in one to three short sentences, and cite the source of "
                  "every sentence as [n]. Add nothing the sources do not say.")
@@ -57,6 +60,11 @@ EXAMPLE = ("Sources:\n[1] (Harbour Bridge) The bridge opened in 1932 after six y
 
 class GenerationError(QAError):
     """The language model gave no usable answer; the message is one line saying why."""
+
+
+class ModelUnavailable(GenerationError):
+    """The configured model cannot be used at all (its client library is missing or does not work, its GGUF
+    file is missing or does not load); `Writer` then quotes the document, with a notice saying why."""
 
 
 @dataclass(frozen=True)
@@ -103,16 +111,26 @@ class OpenAIChat:
 
     def __init__(self, url: str, model: str, key: str | None = None, *, timeout: float = 30.0,
                  total_timeout: float = 120.0) -> None:
-        try:
-            import httpx
-            import openai
-        except ImportError as exc:
-            raise QAError(f"written answers through an endpoint need the openai package: {INSTALL}") from exc
         self.url, self.model, self.timeout, self.total_timeout = url.rstrip("/"), model, timeout, total_timeout
         self.label = model
+        try:
+            import openai
+        except ImportError as exc:
+            if exc.name == "openai":
+                raise ModelUnavailable(f"the openai package is not installed ({INSTALL})") from exc
+            raise ModelUnavailable(f"the openai package failed to load ({_one_line(exc)})") from exc
+        except Exception as exc:  # noqa: BLE001 - an installed client that breaks on import (a clash of versions)
+            raise ModelUnavailable(f"the openai package failed to load ({_one_line(exc)})") from exc
         self._openai = openai
-        self._client = openai.OpenAI(base_url=self.url, api_key=key or "not-needed", max_retries=0,
-                                     timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)))
+        try:
+            # openai.Timeout is the client's own (httpx.Timeout in openai 1.x and 2.x, httpx2.Timeout in 3.x).
+            limits = openai.Timeout(timeout, connect=min(timeout, 10.0))
+            self._client = openai.OpenAI(base_url=self.url, api_key=key or "not-needed", max_retries=0,
+                                         timeout=limits)
+        except Exception as exc:  # noqa: BLE001 - a client whose API moved: say which version, quote the rest
+            version = getattr(openai, "__version__", "?")
+            raise ModelUnavailable(f"the installed openai {version} does not work with qa "
+                                   f"({_one_line(exc)}); qa is tested with {OPENAI_TESTED}") from exc
 
     def stream(self, messages: Sequence[Mapping[str, str]], *, max_tokens: int) -> Iterator[str]:
         openai = self._openai
@@ -144,6 +162,8 @@ class OpenAIChat:
             cause = exc.__cause__ or exc
             raise GenerationError(f"could not reach the model at {self.url} ({_one_line(cause)})") from exc
         except Exception as exc:  # noqa: BLE001 - whatever a broken reply raises (bad JSON, odd shapes, a cut stream)
+            if _timed_out(exc):  # a next chunk that came too late: openai 1.x and 2.x raise httpx's own error
+                raise GenerationError(f"the model did not answer within {self.timeout:g} s") from exc
             raise GenerationError(f"malformed or broken reply from the model ({_one_line(exc)})") from exc
 
 
@@ -153,7 +173,12 @@ class LocalGGUF:
     def __init__(self, path: str, *, timeout: float = 30.0, total_timeout: float = 120.0) -> None:
         self.path, self.timeout, self.total_timeout = path, timeout, total_timeout
         self.label = os.path.basename(path)
-        self._model, self._tokenizer = load_gguf(path)
+        try:
+            self._model, self._tokenizer = load_gguf(path)
+        except ModelUnavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged file, a format transformers cannot read
+            raise ModelUnavailable(f"could not load the GGUF file {path} ({_one_line(exc)})") from exc
         self._lock = threading.Lock()  # one generation at a time per loaded model
 
     def stream(self, messages: Sequence[Mapping[str, str]], *, max_tokens: int) -> Iterator[str]:
@@ -199,14 +224,14 @@ class LocalGGUF:
 def load_gguf(path: str) -> tuple[Any, Any]:
     """The model and tokenizer of a GGUF file, de-quantized by transformers; one copy per path per process."""
     if not os.path.isfile(path):
-        raise QAError(f"no GGUF file at {path}")
+        raise ModelUnavailable(f"no GGUF file at {path}")
     try:
         import gguf  # noqa: F401 - transformers needs it to read the file
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
     except ImportError as exc:
-        raise QAError(f"running a GGUF file needs transformers, gguf and accelerate: {INSTALL}") from exc
+        raise ModelUnavailable(f"running a GGUF file needs transformers, gguf and accelerate ({INSTALL})") from exc
     torch.set_num_threads(max(1, min(torch.get_num_threads(), int(os.environ.get("QA_LLM_THREADS", "1")))))
     hf_logging.disable_progress_bar()
     folder, name = os.path.split(os.path.abspath(path))
@@ -374,7 +399,14 @@ class Writer:
                  assistant: Assistant | None = None) -> None:
         self.settings = settings or retriever.settings
         self.assistant = assistant or Assistant(retriever, settings=self.settings)
-        self.model = model if model is not None else chat_model(self.settings)
+        #: Why the configured model cannot be used (one line), or None; answers then quote the document.
+        self.unavailable: str | None = None
+        if model is None:
+            try:
+                model = chat_model(self.settings)
+            except ModelUnavailable as exc:
+                self.unavailable = str(exc)
+        self.model = model
         wide = dataclasses.replace(self.settings, max_citations=self.settings.llm_sources, cite_confidence=1.0,
                                    cite_ratio=self.settings.llm_source_ratio)
         self.sources = Assistant(retriever, settings=wide, ranker=self.assistant.ranker)
@@ -394,7 +426,11 @@ class Writer:
         """The model's tokens as they come (text), then the checked `Answer` (always last); `checked`, when
         given, receives every written sentence as checked, dropped ones too (for `qa eval written`)."""
         if self.model is None:
-            yield self.assistant.ask(question, history, where=where)
+            answer = self.assistant.ask(question, history, where=where)
+            if self.unavailable and answer.found:  # a refusal asks no model: nothing is missing from it
+                answer = dataclasses.replace(answer, notice=f"The language model is not available: "
+                                                            f"{self.unavailable}. Showing the document's own sentences.")
+            yield answer
             return
         found = self.sources.ask(question, history, where=where)
         if not found.found:  # the ranker refuses: no model is asked
@@ -409,6 +445,11 @@ class Writer:
                 yield token
         except GenerationError as exc:
             yield self._fallback(question, history, where, f"The language model gave no answer: {exc}.")
+            return
+        except Exception as exc:  # noqa: BLE001 - a model or client that breaks in a way not foreseen: still an answer
+            yield self._fallback(question, history, where,
+                                 f"The language model failed ({type(exc).__name__}"
+                                 f"{': ' + _one_line(exc) if str(exc).strip() else ''}).")
             return
         written = "".join(parts).strip()
         if not written:
@@ -456,6 +497,24 @@ def compose(found: Answer, checked: Sequence[Checked]) -> Answer | None:
         found, text=text, citations=citations, mode="generated", written=written, notice=notice,
         phrase=found.phrase if first_kept else None,
         confidence=found.confidence if first_kept else citations[0].score)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether `exc`, or what caused it, is a timeout of the HTTP library the openai client runs on."""
+    kinds: list[type[BaseException]] = [TimeoutError]
+    for library in ("httpx", "httpx2"):  # openai 1.x and 2.x use httpx; 3.x uses httpx2
+        try:
+            kinds.append(__import__(library).TimeoutException)
+        except (ImportError, AttributeError):
+            pass
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, tuple(kinds)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _one_line(exc: BaseException) -> str:
