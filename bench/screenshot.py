@@ -39,7 +39,7 @@ def main() -> None:
 
     from playwright.sync_api import expect, sync_playwright
 
-    import app
+    from qa.web import app
 
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()

@@ -299,7 +299,7 @@ def _serve(args: argparse.Namespace) -> int:
         from .index import read_manifest
 
         read_manifest(args.index)
-    from app import launch  # the thin Gradio front end at the project root
+    from .web.app import launch  # the Gradio page (needs the [app] extra)
 
     # The app reads the model from the environment, as `python app.py` does.
     for name, value in zip(("QA_LLM_URL", "QA_LLM_MODEL", "QA_LLM_KEY", "QA_LLM_GGUF", "QA_LLM_TIMEOUT"),

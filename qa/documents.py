@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DocumentError
+from .extracted import Extracted, Heading
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +52,6 @@ _HEAD_MARKS = re.compile(f"{_HEAD_OPEN}([1-6])|{_HEAD_CLOSE}")
 # A Markdown ATX heading line: up to three spaces, one to six '#', a space, the text (closing '#'s trimmed later).
 _MD_HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+([^\n]*)$", re.MULTILINE)
 SECTION_SEPARATOR = " \u203a "  # "Budget › 2025"
-
-Heading = tuple[int, int, int]
-"""A heading: (level 1..6, start, end) of its text in the document's text."""
-
-
-@dataclass(frozen=True)
-class Extracted:
-    """What a file reads as: its text, a title if the format carries one, page starts and headings."""
-
-    text: str
-    title: str | None = None
-    pages: tuple[int, ...] = ()
-    headings: tuple[Heading, ...] = ()
-
 
 @dataclass(frozen=True)
 class Document:

@@ -22,7 +22,7 @@ import re
 import zipfile
 from typing import Any
 
-from .documents import Extracted, Heading
+from .extracted import Extracted, Heading
 from .errors import DocumentError
 
 _HEADING_STYLE = re.compile(r"heading ([1-6])", re.IGNORECASE)

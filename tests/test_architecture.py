@@ -20,11 +20,6 @@ TOO_LONG_FOR_NOW = {
     "qa/index.py": "split by the lead in another branch (issue 32: the on-disk format apart from the vector index)",
 }
 
-#: The one cycle known today, which the lead removes in another branch (issue 32): `app.py` imports the CLI's
-#: `main`, and `qa serve` imports `app.launch`.
-KNOWN_CYCLE = frozenset({"app", "qa.cli"})
-
-
 def module_files() -> dict[str, Path]:
     """Every module of the graph by dotted name: `qa` and its subpackages, and `app`."""
     modules = {"app": ROOT / "app.py"}
@@ -158,8 +153,6 @@ def test_evaluation_and_training_know_nothing_of_the_command_line() -> None:
 def test_no_import_cycle() -> None:
     graph = import_graph()
     found = cycles(graph)
-    if found == [KNOWN_CYCLE]:
-        pytest.xfail("app.py <-> qa/cli.py (`qa serve` imports app.launch): removed in another branch (issue 32)")
     assert not found, "import cycles:\n" + "\n".join(
         f"{' -> '.join(a_cycle(graph, c))} (all tied together: {', '.join(sorted(c))})" for c in found)
 

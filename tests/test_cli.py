@@ -440,7 +440,7 @@ def test_index_errors_leave_no_partial_index(case: str, tmp_path: Path) -> None:
 
 
 def test_serve_limits_come_from_flags_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    import app
+    from qa.web import app
 
     launched = {}
     monkeypatch.setattr(app, "launch", lambda **kwargs: launched.update(kwargs))  # no server: only what it gets
@@ -456,7 +456,7 @@ def test_serve_limits_come_from_flags_then_environment(monkeypatch: pytest.Monke
 def test_ask_eval_and_serve_take_a_ranker(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
                                          article_index_dir: Path, ranker_copy: Path, tmp_path: Path) -> None:
     """--ranker DIR answers with a model `qa train --out DIR` made (here a copy of the shipped one)."""
-    import app
+    from qa.web import app
 
     shipped = json.loads(run(capsys, "ask", TROOPS, "--index", article_index_dir, "--json")[1])
     code, out, _ = run(capsys, "ask", TROOPS, "--index", article_index_dir, "--json", "--ranker", ranker_copy)

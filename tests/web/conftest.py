@@ -31,7 +31,7 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def served(retriever) -> Iterator:
     """The running app (its `Page`): tests read its sessions and may vary its handlers' limits."""
-    import app
+    from qa.web import app
 
     port = free_port()
     demo = app.launch(host="127.0.0.1", port=port, retriever=retriever, block=False)

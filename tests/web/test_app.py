@@ -1,10 +1,10 @@
-"""app.py itself: the page's theme, and `python app.py` taking the flags of `qa serve`."""
+"""The page (qa/web/app.py): its theme and example questions, and `python app.py` taking the flags of `qa serve`."""
 
 from __future__ import annotations
 
 import pytest
 
-import app
+from qa.web import app
 from qa.web.handlers import Handlers
 
 
@@ -15,12 +15,14 @@ def test_the_theme_uses_system_fonts_only():
 
 
 def test_python_app_py_takes_the_written_answer_flags_of_qa_serve(retriever, monkeypatch):
+    import app as entry  # the file README's first command runs
+
     launched = {}
     monkeypatch.setattr(app, "launch", lambda **kwargs: launched.update(kwargs))  # no server: only what it gets
     for name in ("QA_LLM_URL", "QA_LLM_MODEL", "QA_LLM_KEY"):
         monkeypatch.setenv(name, "")  # whatever `qa serve` sets is undone after the test
     with pytest.raises(SystemExit) as done:
-        app.main(["--port", "7999", "--llm-url", "http://127.0.0.1:9/v1", "--llm-model", "tiny", "--llm-key", "k"])
+        entry.main(["--port", "7999", "--llm-url", "http://127.0.0.1:9/v1", "--llm-model", "tiny", "--llm-key", "k"])
     assert done.value.code == 0 and launched["port"] == 7999
     llm = Handlers(retriever).llm  # what the chat's handlers write with
     assert (llm["llm_url"], llm["llm_model"], llm["llm_key"]) == ("http://127.0.0.1:9/v1", "tiny", "k")

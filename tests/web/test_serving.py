@@ -81,7 +81,7 @@ def lingering(retriever, tmp_path_factory):
     """A second server whose closed pages are freed one second after they close."""
     from conftest import free_port
 
-    import app
+    from qa.web import app
     from qa import Settings
 
     port = free_port()
@@ -160,7 +160,7 @@ def collection_server(tmp_path_factory):
     """`qa serve --index DIR` over a folder indexed with `qa index` (the real CLI, model and FAISS)."""
     from conftest import free_port
 
-    import app
+    from qa.web import app
     from qa.cli import main
 
     folder = tmp_path_factory.mktemp("notes")

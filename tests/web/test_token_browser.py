@@ -13,7 +13,7 @@ TROOPS = "How many troops would the new US policy send to Libya?"
 
 @pytest.fixture(scope="module")
 def guarded(retriever):
-    import app
+    from qa.web import app
 
     port = free_port()
     demo = app.launch(host="127.0.0.1", port=port, retriever=retriever, block=False, token=TOKEN)

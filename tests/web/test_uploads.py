@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import app
+from qa.web import app
 from qa import QAError
 from qa.web.uploads import INDEXING_NICE, discard, in_background, read_upload, unique_id
 
