@@ -10,8 +10,8 @@ a time and sees the term in both; this module says which sentences introduce it:
 - the term followed by a definition: "PC/GNA is the …", "LNA stands for …", "Haftar, who leads …".
 
 Only questions that ask what a named thing is count: "What is/are/was X?", "Who is X?", "What does X stand
-for / mean?", where X is a name or an abbreviation (every word capitalised but connectors such as "of"; not "the capital of
-France" or "Robert's son"), in at most `MAX_TERM_WORDS` words.
+for / mean?", where X is a name or an abbreviation (every word capitalised but connectors such as "of";
+not "the capital of France" or "Robert's son"), in at most `MAX_TERM_WORDS` words.
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-from bisect import bisect_right
 import logging
 import re
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -90,7 +90,8 @@ class Document:
         if not self.title:
             object.__setattr__(self, "title", self.doc_id)
         pages = tuple(int(p) for p in self.pages)
-        if pages and (pages[0] != 0 or any(b < a for a, b in zip(pages, pages[1:])) or pages[-1] > len(self.text)):
+        backwards = any(b < a for a, b in zip(pages, pages[1:], strict=False))
+        if pages and (pages[0] != 0 or backwards or pages[-1] > len(self.text)):
             raise DocumentError(f"document {self.doc_id!r}: page starts {pages[:5]}… must begin at 0, never "
                                 "decrease and lie within the text")
         headings = tuple((int(level), int(start), int(end)) for level, start, end in self.headings)

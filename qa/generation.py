@@ -18,7 +18,8 @@ Optional (`pip install -e '.[llm]'`); without a configured model nothing changes
 4. Nothing left, or a model that fails (timeout, refused connection, HTTP
    error, malformed or empty reply) or cannot be used at all (the openai client
    missing or of a version that does not work, a missing or unreadable GGUF
-   file): the extractive answer, with a one-line notice, never a traceback. The answer's citations are the extractive path's own `Citation`
+   file): the extractive answer, with a one-line notice, never a traceback. The answer's citations are the
+   extractive path's own `Citation`
    spans, renumbered in their order of probability.
 
 Two ways to run a model, each through a well-kept library: an OpenAI-compatible
@@ -428,8 +429,9 @@ class Writer:
         if self.model is None:
             answer = self.assistant.ask(question, history, where=where)
             if self.unavailable and answer.found:  # a refusal asks no model: nothing is missing from it
-                answer = dataclasses.replace(answer, notice=f"The language model is not available: "
-                                                            f"{self.unavailable}. Showing the document's own sentences.")
+                notice = (f"The language model is not available: {self.unavailable}. "
+                          "Showing the document's own sentences.")
+                answer = dataclasses.replace(answer, notice=notice)
             yield answer
             return
         found = self.sources.ask(question, history, where=where)

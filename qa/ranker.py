@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ FORMAT_VERSION = 1
 # What the logistic layers see, in order; `qa train` fits one weight per name.
 FIRST_STAGE_FEATURES = ("dense", "overlap", "overlap_with_previous", "passage")
 SENTENCE_FEATURES = ("relevance", "relevance_gap", "dense_gap", "overlap_gap", "overlap_with_previous_gap", "passage",
-                     "cited_before", "follows_cited")
+                     "cited_before", "follows_cited", "number_agreement")
 QUESTION_FEATURES = ("best_relevance", "best_probability", "second_gap", "best_dense_capped")
 # Every feature a layer may name in its manifest (older models name the absolute similarities). The defaults
 # above leave out how much of the question's wording or embedding the sentences share, taken absolutely: SQuAD's
@@ -231,14 +232,17 @@ class AnswerRanker:
         before = previous if previous is not None else [""] * len(texts)
         relevance, spans = self.read_pairs(ranker_question(question, previous_question),
                                            [self.pair(texts[i], titles[i], before[i]) for i in read])
-        return self.calibrate(read, relevance, [evidence[i] for i in read], spans)
+        phrases = [span_text(texts[i], span) for i, span in zip(read.tolist(), spans, strict=True)]
+        return self.calibrate(read, relevance, [evidence[i] for i in read], spans,
+                              agreement=number_agreement(question, phrases))
 
     def calibrate(self, read: np.ndarray, relevance: np.ndarray, evidence: Sequence[Evidence],
-                  spans: Sequence[Span | None] = ()) -> Ranking:
-        """The logistic layers over given cross-encoder scores (split out for training and tests)."""
+                  spans: Sequence[Span | None] = (), *, agreement: np.ndarray | None = None) -> Ranking:
+        """The logistic layers over given cross-encoder scores (split out for training and tests); `agreement` is
+        each sentence's `number_agreement`."""
         if len(relevance) == 0:
             return Ranking(read, np.zeros(0), 0.0, relevance, ())
-        rows = sentence_features(relevance, evidence, self._sentence.names)
+        rows = sentence_features(relevance, evidence, self._sentence.names, agreement=agreement)
         probabilities = self._sentence.probability(rows)
         question = question_features(relevance, probabilities, evidence, self._question.names, self.dense_ceiling)
         answerable = float(self._question.probability(question[None])[0])
@@ -385,14 +389,42 @@ def first_stage_features(evidence: Sequence[Evidence]) -> np.ndarray:
                       dtype=np.float64).reshape(len(evidence), len(FIRST_STAGE_FEATURES))
 
 
+#: A question that asks for a quantity ("How many troops?", "troop numbers", "how long", "what percentage").
+_ASKS_NUMBER = re.compile(r"\bhow\s+(?:many|much|long|far|old|big|large|tall|high|often)\b|\bnumbers?\b"
+                          r"|\bpercent(?:age)?\b|\bwhat\s+(?:year|amount|size|share|proportion)\b", re.I)
+#: What a quantity is written with: digits or number words.
+_NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|twenty|thirty|"
+                     r"forty|fifty|sixty|seventy|eighty|ninety|hundreds?|thousands?|millions?|billions?|dozens?|"
+                     r"half|twice|once|several)\b", re.I)
+
+
+def number_agreement(question: str, phrases: Sequence[str | None]) -> np.ndarray:
+    """Whether each sentence's short answer (`phrases`) is of the kind the question asks for, where it asks for a
+    quantity: 1 when the phrase holds a number, -1 when it holds none, 0 for every sentence of other questions.
+
+    The principle is answer-type agreement: "How many troops?" is answered by a number. The weight it gets is
+    learned with the other sentence features, on the calibration questions."""
+    if not _ASKS_NUMBER.search(question.split(" [SEP] ")[0]):
+        return np.zeros(len(phrases))
+    return np.asarray([1.0 if phrase and _NUMBER.search(phrase) else -1.0 for phrase in phrases])
+
+
+def span_text(sentence: str, span: Span | None) -> str | None:
+    """The words of `span` in `sentence` (whose whitespace the span's offsets count collapsed)."""
+    return None if span is None else " ".join(sentence.split())[span.start:span.end]
+
+
 def sentence_features(relevance: np.ndarray, evidence: Sequence[Evidence],
-                      names: Sequence[str] = SENTENCE_FEATURES) -> np.ndarray:
+                      names: Sequence[str] = SENTENCE_FEATURES, *, agreement: np.ndarray | None = None
+                      ) -> np.ndarray:
     """Rows of the named sentence features (see `KNOWN_SENTENCE_FEATURES`), shape (n, len(names)).
 
-    A `_gap` feature is the value minus the best value among the candidates read.
+    A `_gap` feature is the value minus the best value among the candidates read; `agreement` is
+    `number_agreement` (0 where not given).
     """
     n = len(evidence)
     columns = {
+        "number_agreement": np.zeros(n) if agreement is None else np.asarray(agreement, dtype=np.float64).reshape(n),
         "relevance": np.asarray(relevance, dtype=np.float64).reshape(n),
         "dense": np.asarray([e.dense for e in evidence], dtype=np.float64),
         "overlap": np.asarray([e.overlap for e in evidence], dtype=np.float64),

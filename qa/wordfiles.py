@@ -22,8 +22,8 @@ import re
 import zipfile
 from typing import Any
 
-from .extracted import Extracted, Heading
 from .errors import DocumentError
+from .extracted import Extracted
 
 _HEADING_STYLE = re.compile(r"heading ([1-6])", re.IGNORECASE)
 

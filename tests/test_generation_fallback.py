@@ -125,7 +125,8 @@ def assert_cli_quotes(done: subprocess.CompletedProcess, why: str, assistant: As
 INCOMPATIBLE = {
     "construct": ('__version__ = "9.0.0"\nclass Timeout:\n    def __init__(self, *args, **kwargs):\n        pass\n'
                   'class OpenAI:\n    def __init__(self, **kwargs):\n'
-                  '        raise TypeError("Invalid timeout: expected a number, `None`, a tuple or `httpx9.Timeout`")\n',
+                  '        raise TypeError("Invalid timeout: expected a number, `None`, a tuple or "\n'
+                  '                        "`httpx9.Timeout`")\n',
                   "the installed openai 9.0.0 does not work with qa (Invalid timeout"),
     "import": ("import qa_no_such_dependency_of_openai\n",
                "the openai package failed to load (No module named 'qa_no_such_dependency_of_openai')"),

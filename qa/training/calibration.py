@@ -36,10 +36,12 @@ from ..ranker import (
     _logit,
     confidence_features,
     first_stage_features,
+    number_agreement,
     phrase_features,
     question_features,
     sentence_features,
     shortlist,
+    span_text,
 )
 from .config import TrainConfig
 from .examples import Example
@@ -84,11 +86,15 @@ def calibrate(read: Sequence[tuple[np.ndarray, list[Span | None]]], examples: Se
 
     ranker_scores = [relevance for relevance, _ in read]
     rows, labels = [], []
-    for scores, example in zip(ranker_scores, examples, strict=True):
+    agreements = [number_agreement(example.question, [
+        span_text(text.split(" [SEP] ")[0], span)
+        for text, span in zip(example.texts, spans or [None] * len(example.texts), strict=True)])
+        for (_, spans), example in zip(read, examples, strict=True)]
+    for scores, example, agreement in zip(ranker_scores, examples, agreements, strict=True):
         keep = [k for k, e in enumerate(example.evidence) if e is not None]
         if not keep:
             continue
-        rows.append(sentence_features(scores[keep], [example.evidence[k] for k in keep]))
+        rows.append(sentence_features(scores[keep], [example.evidence[k] for k in keep], agreement=agreement[keep]))
         labels.extend(example.labels[k] for k in keep)
     sentence = _fit(LogisticRegression, np.concatenate(rows), np.asarray(labels), SENTENCE_FEATURES)
     question_rows, answerable, outcomes, firsts = [], [], [], []
@@ -96,12 +102,12 @@ def calibrate(read: Sequence[tuple[np.ndarray, list[Span | None]]], examples: Se
     absent = [max(e.dense for e in example.evidence if e is not None) for example in examples
               if example.kind == "absent" and any(e is not None for e in example.evidence)]
     dense_ceiling = float(np.quantile(absent, DENSE_CEILING_QUANTILE)) if absent else 1.0
-    for (scores, spans), example in zip(read, examples, strict=True):
+    for (scores, spans), example, agreement in zip(read, examples, agreements, strict=True):
         keep = [k for k, e in enumerate(example.evidence) if e is not None]
         if not keep:
             continue
         evidence = [example.evidence[k] for k in keep]
-        probabilities = sentence.probability(sentence_features(scores[keep], evidence))
+        probabilities = sentence.probability(sentence_features(scores[keep], evidence, agreement=agreement[keep]))
         question_rows.append(question_features(scores[keep], probabilities, evidence, dense_ceiling=dense_ceiling))
         answerable.append(example.answerable)
         outcomes.append((example, [example.sentences[k] for k in keep], probabilities))

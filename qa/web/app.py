@@ -18,8 +18,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -81,8 +81,8 @@ def lingering(retriever, tmp_path_factory):
     """A second server whose closed pages are freed one second after they close."""
     from conftest import free_port
 
-    from qa.web import app
     from qa import Settings
+    from qa.web import app
 
     port = free_port()
     demo = app.launch(host="127.0.0.1", port=port, retriever=retriever, settings=Settings(session_linger=1),
@@ -160,8 +160,8 @@ def collection_server(tmp_path_factory):
     """`qa serve --index DIR` over a folder indexed with `qa index` (the real CLI, model and FAISS)."""
     from conftest import free_port
 
-    from qa.web import app
     from qa.cli import main
+    from qa.web import app
 
     folder = tmp_path_factory.mktemp("notes")
     (folder / "garden").mkdir()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from qa.web import app
 from qa import QAError
+from qa.web import app
 from qa.web.uploads import INDEXING_NICE, discard, in_background, read_upload, unique_id
 
 
