@@ -12,7 +12,7 @@ Measured on SQuAD (README, "Quality"): sentence-level dense beats whole-chunk
 dense, and the three BM25 granularities together beat chunk BM25 alone.
 
 `Retriever` owns the corpus (`qa.corpus`), its vectors and BM25 indexes,
-their persistence (`qa.index`), and changes to the corpus: `add` embeds only
+their persistence (`qa.index`, `qa.storage`), and changes to the corpus: `add` embeds only
 new or changed documents, `remove` drops documents, both without touching
 the vectors of the others. A `where` filter limits any search to documents
 by id or path prefix.
@@ -36,8 +36,9 @@ from .corpus import Corpus
 from .documents import Document, bundled_article
 from .embedding import Embedder, Progress, cache_dir
 from .errors import CorruptIndexError, IndexNotFoundError, InvalidQuestionError, QAError, StaleIndexError
-from .index import VectorIndex, load_index, read_manifest, save_index
+from .index import load_index, read_manifest, save_index
 from .lexical import LexicalIndex
+from .vectors import VectorIndex
 
 log = logging.getLogger(__name__)
 
