@@ -165,8 +165,8 @@ def make_corpus(texts: list[str]) -> Any:
 
 def stage_build(work: Path, n: int, index_type: str) -> dict[str, Any]:
     from qa import Retriever, Settings
-    from qa.index import VectorIndex
     from qa.retrieval import get_embedder
+    from qa.vectors import VectorIndex
 
     embedder = get_embedder("all-MiniLM-L6-v2")
     baseline = rss_mb()
@@ -281,7 +281,7 @@ def run_stage(*args: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    from qa.index import remove_index
+    from qa.storage import remove_index
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/qa-bench-million"))

@@ -2,7 +2,10 @@
 
 The composer is extractive, so every claim is the document's own words:
 1. Candidates come from the retrieval side in one call
-   (`qa.candidates.find_candidates`).
+   (`qa.candidates.question_candidates`): the question checked, the
+   candidate sentences with their texts, passages and evidence. From then
+   on the question only goes to the ranker and into the answer; nothing
+   searches again (citing reads the retriever's sentences and documents).
 2. History only for follow-ups. A question is first asked alone. The
    previous turn joins it only when the question refers back to something
    it does not name (a third-person pronoun or demonstrative, or an opening
@@ -12,7 +15,7 @@ The composer is extractive, so every claim is the document's own words:
    citations after an unrelated turn, and an off-topic one is still refused.
 3. Questions about the document itself (who wrote it, where it appeared,
    what it recommends, what it is about) are answered from the document's
-   own frame lines (`qa.frame`).
+   own frame lines (`qa.frame`, which the retrieval side asks first).
 4. Ranking. The learned answer ranker (`qa.ranker`) gives every candidate
    the probability that it answers, and the probability that the document
    answers at all. Below its calibrated threshold the answer says the
@@ -43,10 +46,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .candidates import Candidates, find_candidates, normalise
+from .candidates import Candidates, find_candidates, normalise, question_candidates
 from .config import Settings
-from .definitions import introducing
-from .frame import frame_answer
 from .lexical import terms
 from .ranker import DEFAULT_RANKER, AnswerRanker, Ranking, Span, load_ranker
 from .retrieval import Passage, Retriever, Where, check_question
@@ -158,13 +159,6 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
     }
 
 
-_REFERS_BACK = re.compile(
-    r"\b(it|its|they|them|their|theirs|he|him|his|she|her|hers|these|those)\b"
-    r"|^\s*(and|but|so|also|then|what about|how about|why|why not|how so|really)\b"
-    r"|\b(this|that)\s*\??$",
-    re.IGNORECASE)
-
-
 #: A question naming at most this many content terms may be elliptic ("How many troops?", "When?").
 ELLIPTIC_TERMS = 2
 
@@ -173,12 +167,6 @@ def elliptic(question: str) -> bool:
     """Whether the question is too short to stand alone: it names at most `ELLIPTIC_TERMS` content terms.
     A question with a subject of its own ("How far did the Okavango zebras migrate?") stands or falls alone."""
     return len(set(terms([question])[0])) <= ELLIPTIC_TERMS
-
-
-def refers_back(question: str) -> bool:
-    """Whether the question points at something it does not name: a third-person pronoun, a closing
-    "this"/"that", or an opening that continues a conversation ("And …", "What about …", "Why?")."""
-    return bool(_REFERS_BACK.search(question))
 
 
 class Assistant:
@@ -200,15 +188,17 @@ class Assistant:
         """Answer `question`; `history` holds earlier (question, answer text) turns, oldest first;
         `where` limits the answer to some documents (see `Retriever.allowed`)."""
         question = check_question(question, self.settings)
-        framed = frame_answer(self.retriever, question, where=where)
-        if framed is not None:
-            return self._answer(question, framed.candidates, framed.chosen, None, confidence=framed.confidence,
-                                answerable=framed.confidence)
-        leans = bool(history) and refers_back(question)
-        found, ranking = self.rank(question, history if leans else (), where)
+        found = question_candidates(self.retriever, question, history, self.settings, where=where)
+        if found.framed is not None:  # a question about the document itself, answered by its frame lines
+            return self._answer(question, found, [(i, found.framed) for i in found.sentences], None,
+                                confidence=found.framed, answerable=found.framed)
+        leans = found.follow_up
+        ranking = self.ranker.rank(question, **self._reading(found))
         if history and not leans and ranking.answerable < self.threshold and elliptic(question):
             # A short question alone is not answered: maybe it leans on the conversation ("How many troops?").
-            with_history, ranked = self.rank(question, history, where)
+            with_history = question_candidates(self.retriever, question, history, self.settings, where=where,
+                                               follow_up=True)
+            ranked = self.ranker.rank(question, **self._reading(with_history))
             if ranked.answerable > ranking.answerable:
                 found, ranking, leans = with_history, ranked, True
         if not found.sentences or ranking.answerable < self.threshold:
@@ -221,8 +211,8 @@ class Assistant:
         """The answer once the ranker has judged the candidates and the document answers: [1] the most probable
         sentence, more only as `Settings` says (`cited`, `continuation`), and the short answer inside [1]."""
         probabilities, copies = self._without_copies(found, ranking)
-        probabilities = introduction_first(question, [self.retriever.sentences[found.sentences[i]].text
-                                                      for i in ranking.read], probabilities)
+        defining = set(found.defining)
+        probabilities = introduction_first([k for k, i in enumerate(ranking.read) if i in defining], probabilities)
         chosen = cited(probabilities, self.settings.max_citations, self.settings.cite_confidence,
                        self.settings.cite_ratio)
         following = continuation(self.retriever, [found.sentences[i] for i in ranking.read], probabilities,
@@ -257,16 +247,18 @@ class Assistant:
 
     def rank(self, question: str, history: Sequence[tuple[str, str]] = (), where: Where = None
              ) -> tuple[Candidates, Ranking]:
-        """The candidate sentences and the ranker's verdict on them, before anything is cited."""
+        """The searched candidate sentences (`qa.candidates.find_candidates`, `history` used as given) and the
+        ranker's verdict on them, before anything is cited."""
         found = find_candidates(self.retriever, question, history, self.settings, where=where)
-        retriever = self.retriever
-        texts = [retriever.sentences[i].text for i in found.sentences]
-        titles = [retriever.document(retriever.sentences[i].doc_id).title for i in found.sentences]
-        previous = [retriever.sentence_before(i) for i in found.sentences] if self.ranker.reads_previous else None
-        ranking = self.ranker.rank(question, texts, titles, found.evidence, previous=previous,
-                                   previous_question=found.previous_question,
-                                   size=self.settings.rerank_sentences, must_read=found.introducing)
-        return found, ranking
+        return found, self.ranker.rank(question, **self._reading(found))
+
+    def _reading(self, found: Candidates) -> dict[str, Any]:
+        """What the ranker reads of the candidates (`AnswerRanker.rank`'s arguments after the question): all of
+        it handed over by retrieval, nothing searched again."""
+        return {"texts": list(found.texts), "titles": list(found.titles), "evidence": found.evidence,
+                "previous": list(found.previous) if self.ranker.reads_previous else None,
+                "previous_question": found.previous_question, "size": self.settings.rerank_sentences,
+                "must_read": found.introducing}
 
     def _confidence(self, ranking: Ranking) -> float:
         if not len(ranking.probabilities):
@@ -327,11 +319,11 @@ class Assistant:
         return citations
 
 
-def introduction_first(question: str, texts: Sequence[str], probabilities: list[float]) -> list[float]:
-    """The probabilities with the likeliest sentence that introduces the term a "What is X?" question asks about
-    (`qa.definitions`) raised to the top, so that it is cited first; unchanged for other questions, or when no
-    candidate introduces the term."""
-    introducers = [k for k in introducing(question, texts) if probabilities[k] > 0.0]
+def introduction_first(introducers: Sequence[int], probabilities: list[float]) -> list[float]:
+    """The probabilities with the likeliest of the `introducers` (positions of the sentences that introduce the
+    term a "What is X?" question asks about: `Candidates.defining`) raised to the top, so that it is cited first;
+    unchanged when there are none."""
+    introducers = [k for k in introducers if probabilities[k] > 0.0]
     if not introducers:
         return probabilities
     best = max(introducers, key=lambda k: probabilities[k])

@@ -1,20 +1,30 @@
 """Candidates: the sentences an answer is chosen from, with what retrieval says of each.
 
-This is the retrieval side's one call for answering (`find_candidates`):
-1. The question is searched (dense + lexical, fused); the sentences of the
-   best passages are candidates.
-2. The first and last sentences of the best document are candidates too:
+This is the retrieval side's one call for answering (`question_candidates`): the answer step gets
+the question's candidates, their passages, texts and evidence in one `Candidates`, then ranks,
+refuses and cites without searching again.
+1. The question is checked (`qa.retrieval.check_question`). A question
+   about the document itself ("Who wrote this?") has the document's frame
+   lines as its candidates (`qa.frame`), with their probability already set.
+2. Otherwise the question is searched (dense + lexical, fused); the
+   sentences of the best passages are candidates (`find_candidates`).
+3. The first and last sentences of the best document are candidates too:
    most documents say there what they are, who wrote them and where they
    appeared.
-3. In a conversation the question is also searched together with the
+4. A question leans on the conversation when it points at something it does
+   not name (`refers_back`). It is then also searched together with the
    previous question, and the sentences the previous answer cited, each with
    the sentence after it, are candidates: a follow-up often asks about what
    was just said, or about what comes next.
-4. A question that asks what a named thing is ("What is the PC/GNA?") also
-   has the sentences that introduce the term (`qa.definitions`).
-5. Each candidate gets its `Evidence`: meaning (embedding similarity),
+5. A question that asks what a named thing is ("What is the PC/GNA?") also
+   has the sentences that introduce the term (`qa.definitions`), and each
+   candidate that introduces it is marked (`defining`).
+6. Each candidate gets its `Evidence`: meaning (embedding similarity),
    shared terms, the rank of its passage, and whether the conversation put
    it forward. The answer ranker reads that; nothing else of the index.
+
+The question is made into what the search needs (its vector, BM25 scores,
+terms and asked term) once, first; the rest works on those.
 """
 
 from __future__ import annotations
@@ -28,11 +38,18 @@ import numpy as np
 
 from .config import Settings
 from .definitions import asked_term, introduces
+from .frame import FRAME_CONFIDENCE, frame_lines
 from .lexical import terms
 from .ranker import Evidence
-from .retrieval import Passage, Retriever, Where
+from .retrieval import Passage, Retriever, Where, check_question
 
 _MARKER = re.compile(r"\s*\[\d+\]")
+
+_REFERS_BACK = re.compile(
+    r"\b(it|its|they|them|their|theirs|he|him|his|she|her|hers|these|those)\b"
+    r"|^\s*(and|but|so|also|then|what about|how about|why|why not|how so|really)\b"
+    r"|\b(this|that)\s*\??$",
+    re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,12 @@ class Candidates:
         previous_question: the question before, in a conversation.
         introducing: positions (in `sentences`) of the sentences that introduce the term a "What is X?"
             question asks about: the ranker reads them whatever the first stage says.
+        texts: each sentence's text; `titles`: its document's title; `previous`: the sentence before it in
+            its document ("" for a document's first sentence).
+        defining: positions of every candidate that introduces the asked term (`qa.definitions.introduces`).
+        follow_up: whether the conversation was used (the question leans on it).
+        framed: for a question about the document itself, the probability of each frame line cited
+            (`qa.frame`); None for other questions.
     """
 
     sentences: tuple[int, ...]
@@ -57,20 +80,65 @@ class Candidates:
     query: str
     previous_question: str | None
     introducing: tuple[int, ...] = ()
+    texts: tuple[str, ...] = ()
+    titles: tuple[str, ...] = ()
+    previous: tuple[str, ...] = ()
+    defining: tuple[int, ...] = ()
+    follow_up: bool = False
+    framed: float | None = None
+
+
+def refers_back(question: str) -> bool:
+    """Whether the question points at something it does not name: a third-person pronoun, a closing
+    "this"/"that", or an opening that continues a conversation ("And …", "What about …", "Why?")."""
+    return bool(_REFERS_BACK.search(question))
+
+
+def question_candidates(retriever: Retriever, question: str, history: Sequence[tuple[str, str]], settings: Settings,
+                        *, where: Where = None, follow_up: bool | None = None) -> Candidates:
+    """Everything the answer step needs of retrieval for `question`, in one call (see the module docstring).
+
+    `history` holds earlier (question, answer text) turns, oldest first; it is used when the question refers
+    back (`refers_back`), or always with `follow_up=True` (never with False). Raises `InvalidQuestionError`
+    for an empty or overlong question.
+    """
+    question = check_question(question, settings)
+    lines = frame_lines(retriever, question, where=where)
+    if lines is not None:
+        return _with_texts(retriever, Candidates(
+            tuple(lines), tuple(Evidence(0.0, 0.0, 0.0, 0.0, edge=1.0) for _ in lines),
+            tuple(sentence_passage(retriever, i) for i in lines), (), normalise(question), None,
+            framed=FRAME_CONFIDENCE))
+    leans = bool(history) and (refers_back(question) if follow_up is None else follow_up)
+    found = find_candidates(retriever, question, history if leans else (), settings, where=where)
+    return dataclasses.replace(found, follow_up=leans) if leans else found
 
 
 def find_candidates(retriever: Retriever, question: str, history: Sequence[tuple[str, str]], settings: Settings,
                     *, where: Where = None) -> Candidates:
-    """The candidate sentences for `question` and their evidence (see the module docstring, step 1)."""
-    question_vector = retriever.embedder.embed_query(question)
-    rankings = [retriever.rank(question, question_vector, k=settings.answer_passages, where=where)]
-    previous_question, query, cited = None, question, []
+    """The searched candidate sentences for `question` and their evidence (see the module docstring, steps 2-6);
+    `history`, when given, is used."""
+    previous_question, previous_answer, query = None, "", question
     if history:
         previous_question, previous_answer = history[-1]
         query = f"{question} {previous_question}"
+    searched = normalise(query)
+    # The question made, once, into what the search needs: its vector, BM25 scores and terms (and the query's,
+    # with the previous question), and the term a "What is X?" question asks about.
+    question_vector = retriever.embedder.embed_query(question)
+    question_scores = retriever.lexical.scores(question)
+    queries = [(terms([question])[0], question_vector)]
+    if history:
         query_vector = retriever.embedder.embed_query(query)
-        rankings.append(retriever.rank(query, query_vector, k=settings.answer_passages,
-                                       where=where))
+        query_scores = retriever.lexical.scores(query)
+        # A follow-up's evidence is the stronger of what the question says alone and what it says
+        # together with the previous question ("Is it gone?" means the group of the last answer).
+        queries.append((terms([query])[0], query_vector))
+    term = asked_term(question)
+    rankings = [retriever.rank_scored(question_scores, question_vector, k=settings.answer_passages, where=where)]
+    cited: list[int] = []
+    if history:
+        rankings.append(retriever.rank_scored(query_scores, query_vector, k=settings.answer_passages, where=where))
         cited = cited_sentences(retriever, previous_answer)
     passage_of: dict[int, tuple[Passage, float]] = {}
     best = [max((p.score for p in passages), default=0.0) or 1.0 for passages in rankings]
@@ -89,14 +157,9 @@ def find_candidates(retriever: Retriever, question: str, history: Sequence[tuple
         first, last = settings.document_edges
         edges = {*document[:first], *document[max(first, len(document) - last):]}
         extra += sorted(edges)
-    introduced = introductions(retriever, question, where)
+    introduced = introductions(retriever, term, where)
     extra += introduced
     sentence_ids = list(passage_of) + [i for i in dict.fromkeys(extra) if i not in passage_of]
-    # A follow-up's evidence is the stronger of what the question says alone and what it says
-    # together with the previous question ("Is it gone?" means the group of the last answer).
-    queries = [(terms([question])[0], question_vector)]
-    if history:
-        queries.append((terms([query])[0], query_vector))
     evidence, passages = [], []
     for sentence_id in sentence_ids:
         passage, relative = passage_of.get(sentence_id) or (sentence_passage(retriever, sentence_id), 0.0)
@@ -105,16 +168,29 @@ def find_candidates(retriever: Retriever, question: str, history: Sequence[tuple
                                    edge=sentence_id in edges) for query_terms, vector in queries]
         evidence.append(_stronger(found))
         passages.append(passage)
-    return Candidates(tuple(sentence_ids), tuple(evidence), tuple(passages), tuple(rankings[0]), normalise(query),
-                      previous_question, tuple(sentence_ids.index(i) for i in introduced))
+    candidates = Candidates(tuple(sentence_ids), tuple(evidence), tuple(passages), tuple(rankings[0]), searched,
+                            previous_question, tuple(sentence_ids.index(i) for i in introduced))
+    candidates = _with_texts(retriever, candidates)
+    if term is None:
+        return candidates
+    return dataclasses.replace(candidates, defining=tuple(k for k, text in enumerate(candidates.texts)
+                                                          if introduces(text, term)))
 
 
-def introductions(retriever: Retriever, question: str, where: Where = None, *, limit: int = 2,
+def _with_texts(retriever: Retriever, candidates: Candidates) -> Candidates:
+    """The candidates with each sentence's text, its document's title and the sentence before it."""
+    sentences = retriever.sentences
+    return dataclasses.replace(
+        candidates, texts=tuple(sentences[i].text for i in candidates.sentences),
+        titles=tuple(retriever.document(sentences[i].doc_id).title for i in candidates.sentences),
+        previous=tuple(retriever.sentence_before(i) for i in candidates.sentences))
+
+
+def introductions(retriever: Retriever, term: str | None, where: Where = None, *, limit: int = 2,
                   searched: int = 200) -> list[int]:
-    """For a question that asks what a named thing is ("What is the PC/GNA?"), the sentences that introduce
-    the term (`qa.definitions`): of the `searched` sentences that share most of the term's words, the first
-    `limit` that introduce it, in document order. Empty for other questions."""
-    term = asked_term(question)
+    """For the term a question asks the meaning of (`qa.definitions.asked_term`: "PC/GNA" for "What is the
+    PC/GNA?"), the sentences that introduce it: of the `searched` sentences that share most of the term's
+    words, the first `limit` that introduce it, in document order. Empty when there is no term."""
     if term is None:
         return []
     _, by_sentence, _ = retriever.lexical.scores(term)
@@ -174,7 +250,6 @@ def cited_sentences(retriever: Retriever, answer_text: str) -> list[int]:
 def sentence_passage(retriever: Retriever, sentence_id: int) -> Passage:
     """The chunk that holds a sentence, as a passage (for sentences that no search returned)."""
     return retriever.passage(int(retriever.sentence_chunk[sentence_id]))
-
 
 
 def normalise(text: str) -> str:

@@ -209,8 +209,8 @@ def sync(paths: Sequence[str | Path], out: str | Path, *, model: str | None = No
     """Make the index at `out` hold the documents under `paths`, embedding only what is new or changed."""
     from tqdm import tqdm
 
-    from .index import write_lock
     from .retrieval import Retriever, embedder_for
+    from .storage import write_lock
 
     out = Path(out)
     other_types: Counter[str] = Counter()

@@ -24,16 +24,14 @@ holds for news, blogs, reviews and reports alike:
    originally appeared.
 
 When no line plays the role, the question goes the usual way (and is
-usually refused).
+usually refused). This module only finds the lines: `qa.candidates` asks it
+first and hands them to the answer step as the question's candidates.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from .candidates import Candidates, sentence_passage
-from .ranker import Evidence
 from .retrieval import Retriever, Where
 
 #: Sentences at the start and at the end of a document searched for bylines, sources and author notes.
@@ -85,16 +83,6 @@ _WORDS = re.compile(r"\w+")
 _FULL_STOP = re.compile(r"[.!?][\"')\]\u201d\u2019]*$")
 
 
-@dataclass(frozen=True)
-class Framed:
-    """An answer from the document's frame: the candidates, those cited (sentence id, probability) and the
-    answer's confidence."""
-
-    candidates: Candidates
-    chosen: list[tuple[int, float]]
-    confidence: float
-
-
 def question_role(question: str) -> str | None:
     """The role a question about the document asks for ("author", "source", "recommendation", "topic"),
     or None when the question is not about the document itself."""
@@ -106,8 +94,10 @@ def question_role(question: str) -> str | None:
     return None
 
 
-def frame_answer(retriever: Retriever, question: str, *, where: Where = None) -> Framed | None:
-    """The frame lines that answer a question about the document itself, or None (see the module docstring)."""
+def frame_lines(retriever: Retriever, question: str, *, where: Where = None) -> list[int] | None:
+    """The ids of the frame lines that answer a question about the document itself, or None (see the module
+    docstring). The candidate gathering (`qa.candidates.question_candidates`) asks this first; each line is
+    cited with the probability `FRAME_CONFIDENCE`."""
     role = question_role(question)
     if role is None:
         return None
@@ -130,12 +120,7 @@ def frame_answer(retriever: Retriever, question: str, *, where: Where = None) ->
     else:
         tail = sentence_ids[int(len(sentence_ids) * (1 - CONCLUSION_SHARE)):]
         chosen = [i for i in tail if _RECOMMENDS.search(texts[i]) and not _is_frame(texts[i])][-2:]
-    if not chosen:
-        return None
-    evidence = tuple(Evidence(0.0, 0.0, 0.0, 0.0, edge=1.0) for _ in chosen)
-    passages = tuple(sentence_passage(retriever, i) for i in chosen)
-    candidates = Candidates(tuple(chosen), evidence, passages, (), " ".join(question.split()), None)
-    return Framed(candidates, [(i, FRAME_CONFIDENCE) for i in chosen], FRAME_CONFIDENCE)
+    return chosen or None
 
 
 def _is_frame(text: str) -> bool:

@@ -12,7 +12,7 @@ Measured on SQuAD (README, "Quality"): sentence-level dense beats whole-chunk
 dense, and the three BM25 granularities together beat chunk BM25 alone.
 
 `Retriever` owns the corpus (`qa.corpus`), its vectors and BM25 indexes,
-their persistence (`qa.index`), and changes to the corpus: `add` embeds only
+their persistence (`qa.index`, `qa.storage`), and changes to the corpus: `add` embeds only
 new or changed documents, `remove` drops documents, both without touching
 the vectors of the others. A `where` filter limits any search to documents
 by id or path prefix.
@@ -36,8 +36,9 @@ from .corpus import Corpus
 from .documents import Document, bundled_article
 from .embedding import Embedder, Progress, cache_dir
 from .errors import CorruptIndexError, IndexNotFoundError, InvalidQuestionError, QAError, StaleIndexError
-from .index import VectorIndex, load_index, read_manifest, save_index
+from .index import load_index, read_manifest, save_index
 from .lexical import LexicalIndex
+from .vectors import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,8 @@ class Retriever:
     The answer step reads, per sentence: `sentences`, `chunk_sentences`,
     `sentence_chunk`, `sentence_terms`, `term_weights`, `sentence_vectors`
     (or `vectors_of`), `sentence_ids(doc_id)`, `document(doc_id)`,
-    `passage(...)` and `rank(...)`. Sentences and chunks are made on demand
+    `passage(...)` and `rank_scored(...)` (through `qa.candidates`, which hands
+    the answer step its candidates in one call). Sentences and chunks are made on demand
     from the corpus arrays; `sentence_vectors` is a read-only view of the
     FAISS index's own storage (memory-mapped when loaded), not a copy.
     A retriever is never changed after it is made: `add`, `remove`, `extend`
@@ -371,9 +373,15 @@ class Retriever:
         `dense_weight` overrides the setting (1.0: dense only, 0.0: BM25 only), for evaluation;
         `where` limits the passages to some documents (see `allowed`).
         """
+        return self.rank_scored(self.lexical.scores(query), query_vector, k=k, dense_weight=dense_weight, where=where)
+
+    def rank_scored(self, lexical_scores: tuple[np.ndarray, np.ndarray, np.ndarray], query_vector: np.ndarray, *,
+                    k: int, dense_weight: float | None = None, where: Where = None) -> list[Passage]:
+        """`rank` for a query already turned into its BM25 scores (`LexicalIndex.scores`) and its vector: the
+        candidate gathering (`qa.candidates`) makes both once, at the bottom, and fuses them here."""
         settings = self.settings
         weight = settings.dense_weight if dense_weight is None else dense_weight
-        by_chunk, by_sentence, by_document = self.lexical.scores(query)
+        by_chunk, by_sentence, by_document = lexical_scores
         documents = self.allowed(where)
         sentences = None
         if documents is not None:

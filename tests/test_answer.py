@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from qa import Assistant, Document, InvalidQuestionError, ModelUnavailableError, Retriever, Settings
-from qa.answer import NOT_FOUND, cited, collapsed_to_original, continuation, opens_with_reference, refers_back
-from qa.candidates import cited_sentences
+from qa.answer import NOT_FOUND, cited, collapsed_to_original, continuation, opens_with_reference
+from qa.candidates import cited_sentences, refers_back
 from qa.evaluation import normalise
 
 KNOWN_SINGLE_MISSES = 2

@@ -21,7 +21,8 @@ from qa import Retriever
 from qa.cli import main
 from qa.collection import find_files, sync
 from qa.errors import IndexLockedError, QAError
-from qa.index import MANIFEST, lock_path, write_lock
+from qa.index import MANIFEST
+from qa.storage import lock_path, write_lock
 
 QA = Path(sys.executable).parent / "qa"
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,11 +183,12 @@ KILLED_SAVE = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {root!r})
     import qa.index as index
+    import qa.storage as storage
     point, staging, target = sys.argv[1:]
     stored = index.load_index(staging)
     die = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
     if point == "written":          # the new version is complete and flushed, nothing points to it yet
-        index._replace_dir = die
+        storage._replace_dir = die
     elif point == "pointed":        # the link to the new version is made, not yet moved over the old one
         real_symlink = os.symlink
         def symlink(*args, **kwargs):
@@ -201,7 +203,7 @@ KILLED_SAVE = textwrap.dedent("""
                 die()
         os.replace = replace
     elif point == "swapped":        # the index points to the new version, the old one is not yet deleted
-        index.shutil.rmtree = die
+        storage.shutil.rmtree = die
     from qa.config import Settings
     index.save_index(target, corpus=stored.corpus, vectors=stored.vectors, lexical=stored.lexical,
                      settings=Settings(**stored.manifest["settings"]))

@@ -125,7 +125,7 @@ def test_approximate_indexes_filter_and_match_exact_search(index_type: str) -> N
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((3000, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    from qa.index import VectorIndex
+    from qa.vectors import VectorIndex
 
     index = VectorIndex.build(vectors, index_type=index_type)  # type: ignore[arg-type]
     assert index.kind == index_type
@@ -143,7 +143,7 @@ def test_approximate_indexes_filter_and_match_exact_search(index_type: str) -> N
 
 
 def test_auto_index_type_switches_by_size() -> None:
-    from qa.index import resolve_index_type
+    from qa.vectors import resolve_index_type
 
     settings = Settings(approximate_above=1000)
     assert resolve_index_type("auto", 1000, settings) == "flat"

@@ -23,6 +23,7 @@ import pytest
 from index_layout import as_plain_folder, leftovers
 
 import qa.index
+import qa.storage
 from qa import (
     CorruptIndexError,
     Document,
@@ -34,7 +35,8 @@ from qa import (
 )
 from qa.config import DEFAULT_MODEL
 from qa.errors import IndexWriteError
-from qa.index import VectorIndex, load_index, read_manifest
+from qa.index import load_index, read_manifest
+from qa.vectors import VectorIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -199,7 +201,7 @@ def tamper_documents(path: Path) -> None:
 def tamper_documents_and_checksum(path: Path) -> None:
     tamper_documents(path)
     manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    manifest["files"]["documents.jsonl"] = qa.index._sha256(path / "documents.jsonl")
+    manifest["files"]["documents.jsonl"] = qa.storage.sha256(path / "documents.jsonl")
     (path / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
 
 
@@ -247,7 +249,7 @@ def manifest_vectors_not_a_number(path: Path) -> None:
 def spans_for_fewer_documents(path: Path) -> None:
     offsets = np.load(path / "doc_sentences.npy")
     np.save(path / "doc_sentences.npy", offsets[:-1])
-    digest = qa.index._sha256(path / "doc_sentences.npy")
+    digest = qa.storage.sha256(path / "doc_sentences.npy")
     edit_manifest(path, lambda m: m["files"].update({"doc_sentences.npy": digest}))
 
 
@@ -286,7 +288,7 @@ def manifest_nested_deeply(path: Path) -> None:
 
 def documents_nested_deeply(path: Path) -> None:
     (path / "documents.jsonl").write_text("[" * 100_000 + "]" * 100_000 + "\n", encoding="utf-8")
-    digest = qa.index._sha256(path / "documents.jsonl")
+    digest = qa.storage.sha256(path / "documents.jsonl")
     edit_manifest(path, lambda m: m["files"].update({"documents.jsonl": digest}))
 
 
@@ -304,7 +306,7 @@ def flipped_vector_byte_without_its_checksum(path: Path) -> None:
 def name_climbing_out_with_the_right_checksum(path: Path) -> None:
     secret = path.parent / "secret.txt"
     secret.write_text("the neighbour's secret", encoding="utf-8")
-    edit_manifest(path, lambda m: m["files"].update({"../secret.txt": qa.index._sha256(secret)}))
+    edit_manifest(path, lambda m: m["files"].update({"../secret.txt": qa.storage.sha256(secret)}))
 
 
 def absolute_name(path: Path) -> None:
@@ -355,8 +357,8 @@ def test_damaged_index_raises_corrupt_index_error(
     path = small.save(tmp_path / "idx")
     damage(path)
     hashed: list[Path] = []
-    real_sha256 = qa.index._sha256
-    monkeypatch.setattr(qa.index, "_sha256", lambda file: hashed.append(Path(file)) or real_sha256(file))
+    real_sha256 = qa.storage.sha256
+    monkeypatch.setattr(qa.index, "sha256", lambda file: hashed.append(Path(file)) or real_sha256(file))
     with pytest.raises(CorruptIndexError, match=message) as caught:
         Retriever.load(path)
     assert str(path) in str(caught.value)
@@ -647,7 +649,7 @@ def test_a_reader_process_racing_a_writer_never_fails(tmp_path: Path, small: Ret
 def test_remove_index_deletes_the_link_and_its_versions(tmp_path: Path, small: Retriever) -> None:
     path = small.save(tmp_path / "idx")
     small.save(path)
-    qa.index.remove_index(path)
+    qa.storage.remove_index(path)
     assert not path.exists() and not path.is_symlink() and leftovers(tmp_path) == []
     with pytest.raises(IndexNotFoundError):
         load_index(path)
