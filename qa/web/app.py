@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -401,10 +402,14 @@ def launch(host: str | None = None, port: int | None = None, share: bool = False
     demo.queue(default_concurrency_limit=4, api_open=False).launch(  # api_open: no /run/ask around the queue
         server_name=host,
         server_port=int(port or os.environ.get("QA_PORT", 7860)),
-        share=share, prevent_thread_lock=not block, css=CSS, theme=theme(),
+        share=share, prevent_thread_lock=True, css=CSS, theme=theme(),
         max_file_size=f"{2 * limits.max_upload_mb}mb",  # larger files are refused by read_upload, naming the limit
         run_history=False, enable_monitoring=False, footer_links=["api", "gradio"],
         app_kwargs={"middleware": middleware},
     )
+    # Gradio's own blocking wait (prevent_thread_lock=False) never returns, so the sessions would never be
+    # watched under `qa serve` and every /ask call's session would be kept (issue 33): start, then wait.
     demo.sessions.start(demo)
+    if block and not getattr(sys, "ps1", sys.flags.interactive):  # as Gradio: no wait in an interactive shell
+        demo.block_thread()
     return demo

@@ -76,6 +76,40 @@ def test_api_calls_leave_no_session_behind(served):
     assert set(served.state_holder.session_data) <= held
 
 
+def test_a_blocking_launch_as_qa_serve_runs_it_frees_api_sessions(retriever, monkeypatch):
+    """`qa serve` calls launch(block=True), which waits until the server stops: the sessions must be watched
+    all the same (issue 33: each /ask call's session was kept, about 68 KB a call, under `qa serve` only)."""
+    from conftest import free_port
+
+    from qa.web import app
+
+    build, built = app.build_app, []
+    monkeypatch.setattr(app, "build_app", lambda *a, **k: built.append(build(*a, **k)) or built[-1])
+    port = free_port()
+    server = threading.Thread(target=app.launch, daemon=True,
+                              kwargs={"host": "127.0.0.1", "port": port, "retriever": retriever, "block": True})
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/config", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    demo = built[0]
+    try:
+        assert server.is_alive()  # still serving: launch(block=True) has not returned
+        assert [ask_over_http(url, [q]) for q in (TROOPS, "Who is Haftar?")] == [200, 200]
+        time.sleep(0.5)  # the last event's bookkeeping finishes after its result is sent
+        assert dict(demo.state_holder.session_data) == {}
+    finally:
+        demo.sessions.stop.set()
+        demo.close(verbose=False)
+    server.join(10)
+    assert not server.is_alive()  # closing the server ends the blocking launch
+
+
 @pytest.fixture(scope="module")
 def lingering(retriever, tmp_path_factory):
     """A second server whose closed pages are freed one second after they close."""
