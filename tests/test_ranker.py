@@ -13,6 +13,7 @@ import pytest
 
 from qa import Assistant, Document, ModelUnavailableError, Retriever
 from qa.ranker import DEFAULT_RANKER, MANIFEST, MODEL_FILE, AnswerRanker, load_ranker, sha256
+from qa.training.sets import SET_FILES
 
 SHARED_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 SQUAD_V2 = SHARED_EVAL / "squad-v2.0-dev-part-a.json"
@@ -31,7 +32,10 @@ def test_shipped_model_matches_its_manifest() -> None:
     assert all(len(d["sha256"]) == 64 for d in manifest["training"]["data"])
     assert 0.0 < manifest["calibration"]["min_answerable"] < 1.0
     questions = manifest["training"]["config"]["questions"]
-    assert questions == 0 or questions >= 10_000  # 0: every one of the 87,599
+    read = manifest["training"].get("questions_read", questions)
+    assert questions == 0 or read >= 10_000  # 0: every one of the 87,599
+    for name, _ in manifest["training"]["config"].get("mix", []):  # sets beyond Wikipedia are named with their sha256
+        assert SET_FILES[name].name in {d["file"] for d in manifest["training"]["data"]}
 
 
 def test_shipped_model_loads_offline_without_torch() -> None:
@@ -547,3 +551,13 @@ def test_a_model_that_read_every_question_is_continued_only_in_its_order(capsys:
         pytest.skip("the shipped model drew a share of the questions")
     assert main(["train", "--start", str(DEFAULT_RANKER), "--questions", "100"]) != 0
     assert "continue it with --questions 0" in capsys.readouterr().err
+
+
+def test_number_agreement_marks_quantity_questions_only() -> None:
+    from qa.ranker import number_agreement
+
+    assert number_agreement("How many troops?", ["fifty", "Haftar", None]).tolist() == [1.0, -1.0, -1.0]
+    assert number_agreement("What did CNN report about troop numbers?", ["up to 50 troops"]).tolist() == [1.0]
+    assert number_agreement("Who is Haftar?", ["fifty", "Haftar"]).tolist() == [0.0, 0.0]
+    # The previous question after [SEP] is not the question asked.
+    assert number_agreement("Who leads it? [SEP] How many troops?", ["Haftar"]).tolist() == [0.0]

