@@ -195,7 +195,9 @@ def introductions(retriever: Retriever, term: str | None, where: Where = None, *
         return []
     _, by_sentence, _ = retriever.lexical.scores(term)
     allowed = retriever.allowed(where)
-    best = [int(i) for i in np.argsort(-by_sentence)[:searched] if by_sentence[i] > 0]
+    top = np.argpartition(-by_sentence, searched)[:searched] if len(by_sentence) > searched else np.arange(
+        len(by_sentence))
+    best = [int(i) for i in top[np.argsort(-by_sentence[top], kind="stable")] if by_sentence[i] > 0]
     found = [i for i in best if (allowed is None or allowed[retriever.corpus.positions[retriever.sentences[i].doc_id]])
              and introduces(retriever.sentences[i].text, term)]
     return sorted(found[:limit])
