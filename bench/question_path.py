@@ -2,7 +2,9 @@
 
 Each call into a module of `qa` whose arguments carry the question (the string itself, a text that holds it
 such as a follow-up's query, or a list of such texts) is recorded by `sys.setprofile`, in order; runs of the
-same module are collapsed to one step. The path is printed with its transitions between modules and the
+same module are collapsed to one step. Building a record that carries the question (a dataclass's generated
+`__init__`, such as the `Candidates` handed up) is a value being made, not a call into a layer's code, so it is
+not a step: it is how a layer below hands its result back. The path is printed with its transitions between modules and the
 "climbs back up": steps to a module of a higher layer than the one before. The layers, lowest first:
 
     0 text         documents, chunking, corpus, definitions
@@ -25,6 +27,7 @@ Exits 1 when a question climbs more often than `--most` (default 2).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -41,7 +44,8 @@ LAYERS = {
 }
 
 #: The questions followed: a plain question, one about the document itself, a "What is X?" question,
-#: an off-topic one (refused), and a follow-up that leans on the turn before.
+#: an off-topic one (refused), a follow-up that leans on the turn before, and a short one ("When?") that does not
+#: say it leans on it but is answered only with it (`qa.candidates.elliptic`).
 QUESTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("What are the three threats to southern Europe?", ()),
     ("Who wrote this article?", ()),
@@ -49,6 +53,8 @@ QUESTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("What is the boiling point of mercury?", ()),
     ("Why is it important?", (("What is the PC/GNA?", "The UN-backed Presidency Council and Government of "
                                                       "National Accord (PC/GNA) [1]"),)),
+    ("When?", (("Which country reopened its embassy in Tripoli?", "Italys move earlier this year to become the "
+                "first Western diplomatic mission to reopen its embassy in Tripoli [1]"),)),
 )
 
 
@@ -79,6 +85,8 @@ def follow(ask: Any, question: str, history: Sequence[tuple[str, str]], unlayere
         if not module.startswith("qa."):
             return
         code = frame.f_code
+        if code.co_name == "__init__" and dataclasses.is_dataclass(frame.f_locals.get("self")):
+            return  # a record being built: the value handed back, not a step (see the module docstring)
         names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
         if any(carries(frame.f_locals.get(name), question) for name in names):
             if layer(module) is None:

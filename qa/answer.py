@@ -48,7 +48,6 @@ from typing import Any
 
 from .candidates import Candidates, find_candidates, normalise, question_candidates
 from .config import Settings
-from .lexical import terms
 from .ranker import DEFAULT_RANKER, AnswerRanker, Ranking, Span, load_ranker
 from .retrieval import Passage, Retriever, Where, check_question
 
@@ -159,14 +158,6 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
     }
 
 
-#: A question naming at most this many content terms may be elliptic ("How many troops?", "When?").
-ELLIPTIC_TERMS = 2
-
-
-def elliptic(question: str) -> bool:
-    """Whether the question is too short to stand alone: it names at most `ELLIPTIC_TERMS` content terms.
-    A question with a subject of its own ("How far did the Okavango zebras migrate?") stands or falls alone."""
-    return len(set(terms([question])[0])) <= ELLIPTIC_TERMS
 
 
 class Assistant:
@@ -194,13 +185,11 @@ class Assistant:
                                 confidence=found.framed, answerable=found.framed)
         leans = found.follow_up
         ranking = self.ranker.rank(question, **self._reading(found))
-        if history and not leans and ranking.answerable < self.threshold and elliptic(question):
+        if found.with_history is not None and ranking.answerable < self.threshold:
             # A short question alone is not answered: maybe it leans on the conversation ("How many troops?").
-            with_history = question_candidates(self.retriever, question, history, self.settings, where=where,
-                                               follow_up=True)
-            ranked = self.ranker.rank(question, **self._reading(with_history))
+            ranked = self.ranker.rank(question, **self._reading(found.with_history))
             if ranked.answerable > ranking.answerable:
-                found, ranking, leans = with_history, ranked, True
+                found, ranking, leans = found.with_history, ranked, True
         if not found.sentences or ranking.answerable < self.threshold:
             confidence = self._confidence(ranking)
             return Answer(question, NOT_FOUND, False, (), found.query, found.ranked, confidence, None, leans,

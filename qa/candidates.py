@@ -15,7 +15,10 @@ refuses and cites without searching again.
    not name (`refers_back`). It is then also searched together with the
    previous question, and the sentences the previous answer cited, each with
    the sentence after it, are candidates: a follow-up often asks about what
-   was just said, or about what comes next.
+   was just said, or about what comes next. A short question that does not
+   refer back (`elliptic`) is gathered both ways in the same call
+   (`Candidates.with_history`); the answer step takes the second only if the
+   question alone is not answered.
 5. A question that asks what a named thing is ("What is the PC/GNA?") also
    has the sentences that introduce the term (`qa.definitions`), and each
    candidate that introduces it is marked (`defining`).
@@ -24,7 +27,8 @@ refuses and cites without searching again.
    it forward. The answer ranker reads that; nothing else of the index.
 
 The question is made into what the search needs (its vector, BM25 scores,
-terms and asked term) once, first; the rest works on those.
+terms and asked term) once, first (`read_question`), going down the layers
+once; the rest works on that (`gather`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +49,9 @@ from .ranker import Evidence
 from .retrieval import Passage, Retriever, Where, check_question
 
 _MARKER = re.compile(r"\s*\[\d+\]")
+
+#: A question naming at most this many content terms may be elliptic ("How many troops?", "When?").
+ELLIPTIC_TERMS = 2
 
 _REFERS_BACK = re.compile(
     r"\b(it|its|they|them|their|theirs|he|him|his|she|her|hers|these|those)\b"
@@ -71,6 +79,9 @@ class Candidates:
         follow_up: whether the conversation was used (the question leans on it).
         framed: for a question about the document itself, the probability of each frame line cited
             (`qa.frame`); None for other questions.
+        with_history: for a short question asked in a conversation that it does not refer back to
+            (`elliptic`), its candidates searched with the conversation too, to be taken if it is not answered
+            alone ("How many troops?" after a question about the troops); else None.
     """
 
     sentences: tuple[int, ...]
@@ -86,6 +97,7 @@ class Candidates:
     defining: tuple[int, ...] = ()
     follow_up: bool = False
     framed: float | None = None
+    with_history: Candidates | None = None
 
 
 def refers_back(question: str) -> bool:
@@ -99,8 +111,10 @@ def question_candidates(retriever: Retriever, question: str, history: Sequence[t
     """Everything the answer step needs of retrieval for `question`, in one call (see the module docstring).
 
     `history` holds earlier (question, answer text) turns, oldest first; it is used when the question refers
-    back (`refers_back`), or always with `follow_up=True` (never with False). Raises `InvalidQuestionError`
-    for an empty or overlong question.
+    back (`refers_back`), or always with `follow_up=True` (never with False). A short question that does not
+    refer back (`elliptic`: "How many troops?") is searched both alone and with the conversation, the second
+    as `Candidates.with_history`, for the answer step to take if the question alone is not answered. Raises
+    `InvalidQuestionError` for an empty or overlong question.
     """
     question = check_question(question, settings)
     lines = frame_lines(retriever, question, where=where)
@@ -109,37 +123,96 @@ def question_candidates(retriever: Retriever, question: str, history: Sequence[t
             tuple(lines), tuple(Evidence(0.0, 0.0, 0.0, 0.0, edge=1.0) for _ in lines),
             tuple(sentence_passage(retriever, i) for i in lines), (), normalise(question), None,
             framed=FRAME_CONFIDENCE))
-    leans = bool(history) and (refers_back(question) if follow_up is None else follow_up)
-    found = find_candidates(retriever, question, history if leans else (), settings, where=where)
-    return dataclasses.replace(found, follow_up=leans) if leans else found
+    if not history or follow_up is False:
+        return find_candidates(retriever, question, (), settings, where=where)
+    leans = refers_back(question) if follow_up is None else follow_up
+    read = read_question(retriever, question, history[-1][0], lean=True if leans else None)
+    if leans:
+        return dataclasses.replace(gather(retriever, read, history, settings, where=where), follow_up=True)
+    alone = gather(retriever, read, (), settings, where=where)
+    if read.query is None:
+        return alone
+    with_history = dataclasses.replace(gather(retriever, read, history, settings, where=where), follow_up=True)
+    return dataclasses.replace(alone, with_history=with_history)
+
+
+def elliptic(question_terms: Sequence[str]) -> bool:
+    """Whether a question is too short to stand alone: it names at most `ELLIPTIC_TERMS` content terms (its
+    `qa.lexical.terms`). A question with a subject of its own ("How far did the Okavango zebras migrate?")
+    stands or falls alone."""
+    return len(set(question_terms)) <= ELLIPTIC_TERMS
+
+
+@dataclass(frozen=True)
+class Searched:
+    """One text as the search needs it: its content terms, embedding and BM25 scores (`qa.lexical.scores`)."""
+
+    terms: list[str]
+    vector: np.ndarray
+    scores: Any
+
+
+@dataclass(frozen=True)
+class ReadQuestion:
+    """A question made, once, into what the search needs (`read_question`).
+
+    Attributes:
+        question: the question searched alone; `alone` what the search needs of it; `searched` it normalised.
+        previous_question: the question before, where the conversation is searched too; `query` then holds
+            what the search needs of the question followed by it, `searched_with_previous` that normalised;
+            else both None.
+        term: the term a "What is X?" question asks about (`qa.definitions.asked_term`), else None.
+    """
+
+    question: str
+    alone: Searched
+    searched: str
+    previous_question: str | None = None
+    query: Searched | None = None
+    searched_with_previous: str | None = None
+    term: str | None = None
+
+
+def read_question(retriever: Retriever, question: str, previous_question: str | None, *,
+                  lean: bool | None = True) -> ReadQuestion:
+    """`question` made into what the search needs, going down the layers once: normalised, its terms, its
+    embedding and BM25 scores, then the term it asks about. With a `previous_question`, the question followed
+    by it is read too when `lean` is True, or when `lean` is None and the question is `elliptic`."""
+    with_previous = f"{question} {previous_question}" if previous_question else question
+    searched = normalise(with_previous), normalise(question)
+    question_terms, query_terms = terms([question, with_previous])
+    alone = Searched(question_terms, retriever.embedder.embed_query(question), retriever.lexical.scores(question))
+    wanted = previous_question is not None and (lean or (lean is None and elliptic(question_terms)))
+    query = (Searched(query_terms, retriever.embedder.embed_query(with_previous),
+                      retriever.lexical.scores(with_previous)) if wanted else None)
+    return ReadQuestion(question, alone, searched[1], previous_question if wanted else None, query,
+                        searched[0] if wanted else None, asked_term(question))
 
 
 def find_candidates(retriever: Retriever, question: str, history: Sequence[tuple[str, str]], settings: Settings,
                     *, where: Where = None) -> Candidates:
     """The searched candidate sentences for `question` and their evidence (see the module docstring, steps 2-6);
     `history`, when given, is used."""
-    previous_question, previous_answer, query = None, "", question
-    if history:
-        previous_question, previous_answer = history[-1]
-        query = f"{question} {previous_question}"
-    searched = normalise(query)
-    # The question made, once, into what the search needs: its vector, BM25 scores and terms (and the query's,
-    # with the previous question), and the term a "What is X?" question asks about.
-    question_vector = retriever.embedder.embed_query(question)
-    question_scores = retriever.lexical.scores(question)
-    queries = [(terms([question])[0], question_vector)]
-    if history:
-        query_vector = retriever.embedder.embed_query(query)
-        query_scores = retriever.lexical.scores(query)
+    read = read_question(retriever, question, history[-1][0] if history else None)
+    return gather(retriever, read, history, settings, where=where)
+
+
+def gather(retriever: Retriever, read: ReadQuestion, history: Sequence[tuple[str, str]], settings: Settings,
+           *, where: Where = None) -> Candidates:
+    """The candidate sentences of a read question and their evidence (the module docstring's steps 2-6): searched
+    alone, or, with `history` (and `read.query`), together with the previous question and the last answer."""
+    leans = bool(history) and read.query is not None
+    queries = [(read.alone.terms, read.alone.vector)]
+    rankings = [retriever.rank_scored(read.alone.scores, read.alone.vector, k=settings.answer_passages, where=where)]
+    cited: list[int] = []
+    if leans:
+        assert read.query is not None
         # A follow-up's evidence is the stronger of what the question says alone and what it says
         # together with the previous question ("Is it gone?" means the group of the last answer).
-        queries.append((terms([query])[0], query_vector))
-    term = asked_term(question)
-    rankings = [retriever.rank_scored(question_scores, question_vector, k=settings.answer_passages, where=where)]
-    cited: list[int] = []
-    if history:
-        rankings.append(retriever.rank_scored(query_scores, query_vector, k=settings.answer_passages, where=where))
-        cited = cited_sentences(retriever, previous_answer)
+        queries.append((read.query.terms, read.query.vector))
+        rankings.append(retriever.rank_scored(read.query.scores, read.query.vector, k=settings.answer_passages,
+                                              where=where))
+        cited = cited_sentences(retriever, history[-1][1])
     passage_of: dict[int, tuple[Passage, float]] = {}
     best = [max((p.score for p in passages), default=0.0) or 1.0 for passages in rankings]
     interleaved = [(passage, passage.score / best[r]) for rank in range(settings.answer_passages)
@@ -157,7 +230,7 @@ def find_candidates(retriever: Retriever, question: str, history: Sequence[tuple
         first, last = settings.document_edges
         edges = {*document[:first], *document[max(first, len(document) - last):]}
         extra += sorted(edges)
-    introduced = introductions(retriever, term, where)
+    introduced = introductions(retriever, read.term, where)
     extra += introduced
     sentence_ids = list(passage_of) + [i for i in dict.fromkeys(extra) if i not in passage_of]
     evidence, passages = [], []
@@ -168,13 +241,15 @@ def find_candidates(retriever: Retriever, question: str, history: Sequence[tuple
                                    edge=sentence_id in edges) for query_terms, vector in queries]
         evidence.append(_stronger(found))
         passages.append(passage)
-    candidates = Candidates(tuple(sentence_ids), tuple(evidence), tuple(passages), tuple(rankings[0]), searched,
-                            previous_question, tuple(sentence_ids.index(i) for i in introduced))
-    candidates = _with_texts(retriever, candidates)
-    if term is None:
+    candidates = _with_texts(retriever, Candidates(
+        tuple(sentence_ids), tuple(evidence), tuple(passages), tuple(rankings[0]),
+        read.searched_with_previous if leans and read.searched_with_previous else read.searched,
+        read.previous_question if leans else None,
+        tuple(sentence_ids.index(i) for i in introduced)))
+    if read.term is None:
         return candidates
     return dataclasses.replace(candidates, defining=tuple(k for k, text in enumerate(candidates.texts)
-                                                          if introduces(text, term)))
+                                                          if introduces(text, read.term)))
 
 
 def _with_texts(retriever: Retriever, candidates: Candidates) -> Candidates:

@@ -12,6 +12,8 @@ from qa.answer import NOT_FOUND, cited, collapsed_to_original, continuation, ope
 from qa.candidates import cited_sentences, refers_back
 from qa.evaluation import normalise
 
+ROOT = Path(__file__).resolve().parent.parent
+
 KNOWN_SINGLE_MISSES = 2
 KNOWN_CONVERSATION_MISSES = 3
 
@@ -228,6 +230,36 @@ def test_an_elliptic_follow_up_leans_on_the_last_answer(assistant: Assistant) ->
     follow_up = assistant.ask("How many troops?", history=[(first.question, first.text)])
     assert follow_up.found
     assert "fifty" in follow_up.citations[0].text
+
+
+def test_a_short_question_gets_its_candidates_with_the_conversation_in_the_same_call(retriever: Retriever) -> None:
+    from qa.candidates import question_candidates
+
+    history = [("What did CNN report about a new US policy for Libya?", "According to the CNN report ... [1]")]
+    short = question_candidates(retriever, "How many troops?", history, retriever.settings)
+    assert short.with_history is not None and short.with_history.follow_up and not short.follow_up
+    assert short.with_history.previous_question == history[0][0]
+    # A question that refers back is searched with the conversation only; one that stands alone, alone.
+    referring = question_candidates(retriever, "Why did they do it?", history, retriever.settings)
+    assert referring.follow_up and referring.with_history is None
+    standalone = question_candidates(retriever, "Which country is the largest crossing point for migrants?", history,
+                                     retriever.settings)
+    assert not standalone.follow_up and standalone.with_history is None and standalone.previous_question is None
+
+
+def test_a_question_walks_down_the_layers_once(assistant: Assistant) -> None:
+    """bench/question_path.py's measure (issue 32): following the question through `Assistant.ask`, it climbs
+    back to a higher layer at most twice (to be ranked, then answered), a short follow-up included."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("question_path", ROOT / "bench" / "question_path.py")
+    assert spec and spec.loader
+    question_path = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(question_path)
+    for question, history in question_path.QUESTIONS:
+        path = question_path.follow(assistant.ask, question, history, set())
+        assert path[0] == "qa.answer"
+        assert question_path.climbs(path) <= 2, (question, path)
 
 
 # -- citing ---------------------------------------------------------------------------------
