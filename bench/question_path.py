@@ -4,8 +4,8 @@ Each call into a module of `qa` whose arguments carry the question (the string i
 such as a follow-up's query, or a list of such texts) is recorded by `sys.setprofile`, in order; runs of the
 same module are collapsed to one step. Building a record that carries the question (a dataclass's generated
 `__init__`, such as the `Candidates` handed up) is a value being made, not a call into a layer's code, so it is
-not a step: it is how a layer below hands its result back. The path is printed with its transitions between modules and the
-"climbs back up": steps to a module of a higher layer than the one before. The layers, lowest first:
+not a step: it is how a layer below hands its result back. The path is printed with its transitions between
+modules and the "climbs back up": steps to a module of a higher layer than the one before. The layers, lowest first:
 
     0 text         documents, chunking, corpus, definitions
     1 indexes      embedding, onnx_backend, lexical, vectors, storage, index

@@ -43,6 +43,12 @@ def add_train_command(commands: Any) -> None:
     parser.add_argument("--swapped", type=float, default=TrainConfig.swapped,
                         help="share of answerable questions asked instead with a name or number their paragraph "
                              f"never mentions, to be refused (default {TrainConfig.swapped})")
+    parser.add_argument("--compounds", type=float, default=TrainConfig.compounds,
+                        help="share of the questions holding 'the N of M' asked as a noun compound instead "
+                             f"('troop numbers'; default {TrainConfig.compounds})")
+    parser.add_argument("--compound-questions", type=int, default=TrainConfig.compound_questions,
+                        help="with --mix: draw this many more SQuAD questions that hold such a phrase "
+                             f"(default {TrainConfig.compound_questions})")
     parser.add_argument("--start", default="",
                         help="a finished run's checkpoint or a model directory (e.g. the shipped one): continue "
                              "training its cross-encoder on questions that run did not read (default: start from "
@@ -107,11 +113,15 @@ def _run(args: argparse.Namespace) -> int:
     log.propagate = False
     if not 0.0 <= args.swapped <= 1.0:
         raise QAError(f"--swapped is a share of the questions, from 0 to 1; got {args.swapped}")
+    if not 0.0 <= args.compounds <= 1.0:
+        raise QAError(f"--compounds is a share of the questions, from 0 to 1; got {args.compounds}")
     start = Path(args.start).resolve() if args.start else None
     config = TrainConfig(questions=args.questions, epochs=args.epochs, layers=args.layers, threads=args.threads,
                          device=args.device, checkpoint_minutes=args.checkpoint_minutes, seed=args.seed,
                          limit=args.limit, steps=args.steps, learning_rate=args.learning_rate,
-                         swapped=args.swapped, start=str(start or ""), cooldown=args.cooldown, until=args.until,
+                         swapped=args.swapped, compounds=args.compounds,
+                         compound_questions=args.compound_questions, start=str(start or ""),
+                         cooldown=args.cooldown, until=args.until,
                          reads_previous=args.read_previous, mix=parse_mix(args.mix))
     if start and not config.mix:
         after, skip = reading_point(start, args.seed)

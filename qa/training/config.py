@@ -32,6 +32,10 @@ class TrainConfig:
         absent: share of answerable training questions asked without their paragraph ("no answer").
         swapped: share of answerable training questions asked instead with a name or number swapped for one
             their paragraph never mentions ("no answer" against their own paragraph; `swapped_question`).
+        compounds: share of the training questions holding "the N of M" asked as a noun compound instead
+            ("troop numbers": `qa.training.compounds`).
+        compound_questions: with a mix, this many more SQuAD questions holding such a phrase are drawn (seeded)
+            beside the others, so that the compound form is seen often enough to be learned.
         span_weight: weight of the loss that finds the short answer inside the answering sentence.
         max_refusals: share of answerable validation questions the refusal threshold may refuse.
         threads: torch threads while training.
@@ -68,6 +72,8 @@ class TrainConfig:
     follow_ups: float = 0.3
     absent: float = 0.12
     swapped: float = 0.0
+    compounds: float = 0.0
+    compound_questions: int = 0
     span_weight: float = 1.0
     max_refusals: float = 0.01
     threads: int = 2

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..candidates import normalise
 from ..ranker import pair_text, ranker_question
+from .compounds import compounded
 from .config import TrainConfig
 from .squad import (
     SquadQuestion,
@@ -49,6 +50,11 @@ def training_questions(training_files: Sequence[str | Path], development: Sequen
 
         drawn = set(random.Random(f"{config.seed}-mix").sample(answerable, min(config.questions or len(answerable),
                                                                                  len(answerable))))
+        if config.compound_questions:
+            rest = [n for n in answerable if n not in drawn
+                    and compounded(questions[n].question, random.Random(0)) is not None]
+            drawn |= set(random.Random(f"{config.seed}-compounds").sample(rest, min(config.compound_questions,
+                                                                                     len(rest))))
         questions = [q for n, q in enumerate(questions) if n in drawn or n in impossible]
         questions += [q for q in development if splits[q.article] == "training" and q.impossible]
         for name, count in config.mix:
@@ -148,7 +154,8 @@ def training_groups(questions: Sequence[SquadQuestion], sentences: TrainingSente
     their own paragraph: a document does not answer a question about a
     thing it does not mention, however close the rest of the words. A share
     is posed as a follow-up of the article's previous question (a shared
-    phrase becomes a pronoun).
+    phrase becomes a pronoun). A `config.compounds` share of those holding "the N of M" ask it as a noun
+    compound ("troop numbers", `qa.training.compounds`).
     """
     from ..lexical import terms
 
@@ -189,6 +196,8 @@ def training_groups(questions: Sequence[SquadQuestion], sentences: TrainingSente
                                        sentences.names.get(question.article, []), rng)
             if swapped is not None:
                 asked, target, absent = swapped, 0, True
+        if config.compounds and rng.random() < config.compounds:
+            asked = compounded(asked, rng) or asked
         previous = questions[n - 1] if n else None
         if previous is not None and previous.article == question.article and rng.random() < config.follow_ups:
             asked = ranker_question(pronominalise(asked, previous.question), previous.question)
