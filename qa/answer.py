@@ -158,8 +158,6 @@ def answer_dict(answer: Answer) -> dict[str, Any]:
     }
 
 
-
-
 class Assistant:
     """Answers questions over a `Retriever`'s documents with cited sentences."""
 
