@@ -245,7 +245,7 @@ class Assistant:
         return {"texts": list(found.texts), "titles": list(found.titles), "evidence": found.evidence,
                 "previous": list(found.previous) if self.ranker.reads_previous else None,
                 "previous_question": found.previous_question, "size": self.settings.rerank_sentences,
-                "must_read": found.introducing}
+                "must_read": found.introducing, "precise": self.settings.precise_reads}
 
     def _confidence(self, ranking: Ranking) -> float:
         if not len(ranking.probabilities):

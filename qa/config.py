@@ -48,6 +48,9 @@ class Settings:
             grows with each; sentences the conversation or the document's edges put forward are read too).
             8 instead of 6 put the gold answer in [1] for 0.8 points more validation questions (10: no more)
             at about 1.2x the time of an answer (docs/quality.md).
+        precise_reads: at most this many of the sentences read, those whose int8 scores are too close to the best
+            to order (the model's measured quantization margin), are read again with float activations
+            (`qa.precise`; about 12 ms a pair); 0 never does.
         document_edges: sentences at the start and at the end of the best document that are always read
             (titles, sources, bylines and author notes live there); (0, 0) for none.
         max_citations: most sentences an answer cites.
@@ -128,6 +131,7 @@ class Settings:
     answer_passages: int = 5
     answer_candidates: int = 16
     rerank_sentences: int = 8
+    precise_reads: int = 3
     document_edges: tuple[int, int] = (1, 1)
     max_citations: int = 3
     cite_confidence: float = 0.8

@@ -35,6 +35,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ FORMAT_VERSION = 1
 # What the logistic layers see, in order; `qa train` fits one weight per name.
 FIRST_STAGE_FEATURES = ("dense", "overlap", "overlap_with_previous", "passage")
 SENTENCE_FEATURES = ("relevance", "relevance_gap", "dense_gap", "overlap_gap", "overlap_with_previous_gap", "passage",
-                     "cited_before", "follows_cited", "number_agreement")
+                     "cited_before", "follows_cited")
 QUESTION_FEATURES = ("best_relevance", "best_probability", "second_gap", "best_dense_capped")
 # Every feature a layer may name in its manifest (older models name the absolute similarities). The defaults
 # above leave out how much of the question's wording or embedding the sentences share, taken absolutely: SQuAD's
@@ -65,7 +66,11 @@ QUESTION_FEATURES = ("best_relevance", "best_probability", "second_gap", "best_d
 # so a layer fitted on that level refuses paraphrased questions. Compared between candidates, it still ranks them.
 # Only low similarity is kept as evidence, capped at `dense_ceiling` (see `question_features`): a question that
 # hardly resembles any sentence is off-topic, whoever wrote it.
-KNOWN_SENTENCE_FEATURES = (*SENTENCE_FEATURES, "dense", "overlap", "overlap_with_previous")
+# `number_agreement` (models calibrated before 2026-12-08) fitted a weight below zero although a number in the
+# span marks an answer three times as often: the cross-encoder's score already holds it, and held out (five
+# contiguous folds of the calibration candidates) the layer predicted worse with it than without (log-loss
+# 0.1209 against 0.1205 for one model, 0.1232 against 0.1226 for another; docs/training.md).
+KNOWN_SENTENCE_FEATURES = (*SENTENCE_FEATURES, "dense", "overlap", "overlap_with_previous", "number_agreement")
 KNOWN_QUESTION_FEATURES = (*QUESTION_FEATURES, "best_dense", "best_overlap")
 PHRASE_FEATURES = ("span_log_probability", "sentence_probability", "span_words")
 #: Most word pieces a short answer spans.
@@ -165,12 +170,19 @@ class AnswerRanker:
         # Pairs are independent runs, and ONNX Runtime lets go of the GIL while it runs one, so `workers`
         # pairs are read at once: no thread waits on another mid-run, unlike intra-op threads (qa.threads).
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="qa-ranker") if workers > 1 else None
+        self._options = options
+        self._precise_session: Any = None  # the float graph, built on first need (`reread_close`)
+        self._precise_lock = threading.Lock()
+        # How close two int8 scores must be for their order to be re-read in float, measured when the model was
+        # calibrated (`qa.training.calibration.close_margin`); 0 for a model made before, never re-read.
+        self.close_margin = 0.0
         calibration = self.manifest.get("calibration") or {}
         self._first = _Logistic.from_json(self.manifest["first_stage"], FIRST_STAGE_FEATURES)
         if calibration:
             self._sentence = _Logistic.from_json(calibration["sentence"], KNOWN_SENTENCE_FEATURES)
             self._question = _Logistic.from_json(calibration["question"], KNOWN_QUESTION_FEATURES)
             self.dense_ceiling = float(calibration.get("dense_ceiling", 1.0))
+            self.close_margin = float(calibration.get("close_margin", 0.0))
             self.min_answerable = float(calibration["min_answerable"])
             self._confidence = Confidence.from_json(calibration["confidence"]) if "confidence" in calibration else None
             self._phrase = _Logistic.from_json(calibration["phrase"]["model"], PHRASE_FEATURES)
@@ -208,30 +220,76 @@ class AnswerRanker:
             reads = [self._read(question, text) for text in pair_texts]
         return np.asarray([score for score, _ in reads], dtype=np.float32), [span for _, span in reads]
 
-    def _read(self, question: str, text: str) -> tuple[float, Span | None]:
-        """One pair, start to end (in a worker: the tokenizer and the span search overlap the other's run)."""
+    def reread_close(self, question: str, pair_texts: Sequence[str], relevance: np.ndarray,
+                     spans: Sequence[Span | None], most: int) -> tuple[np.ndarray, list[Span | None]]:
+        """The scores and short answers with the candidates closest to the best read again in float.
+
+        Those whose int8 score is within `close_margin` of the best, at most `most` of them (the best
+        included), are re-read by the same weights with float activations (`qa.precise`): within that margin
+        their int8 order is the quantization's noise, not the model's judgement. Nothing changes when fewer
+        than two are that close, `most` < 2, or the model records no margin.
+        """
+        relevance, spans = np.asarray(relevance, dtype=np.float32).copy(), list(spans)
+        close = close_candidates(relevance, self.close_margin, most)
+        if len(close) < 2:
+            return relevance, spans
+        session = self._precise()
+        if self._pool:
+            reads = list(self._pool.map(lambda k: self._read(question, pair_texts[k], session), close))
+        else:
+            reads = [self._read(question, pair_texts[k], session) for k in close]
+        for k, (score, span) in zip(close, reads, strict=True):
+            relevance[k], spans[k] = score, span
+        return relevance, spans
+
+    def prepare(self) -> None:
+        """Build now what answering may need later: the float graph, if this model re-reads (a server calls
+        this at start, so that no question waits for it and its memory is taken before the first)."""
+        if self.close_margin > 0:
+            self._precise()
+
+    def _precise(self) -> Any:
+        """The float session of `qa.precise`, built once, on first need or by `prepare` (about 1 s and 50 MB)."""
+        with self._precise_lock:
+            if self._precise_session is None:
+                import onnxruntime
+
+                from .precise import float_graph
+
+                graph = float_graph(self.path / MODEL_FILE).SerializeToString()
+                self._precise_session = onnxruntime.InferenceSession(graph, self._options,
+                                                                     providers=["CPUExecutionProvider"])
+            return self._precise_session
+
+    def _read(self, question: str, text: str, session: Any = None) -> tuple[float, Span | None]:
+        """One pair, start to end (in a worker: the tokenizer and the span search overlap the other's run), by
+        `session` (the int8 model unless given)."""
         encoded = self.tokenizer.encode(question, text)
         feed = {
             "input_ids": np.asarray([encoded.ids], dtype=np.int64),
             "attention_mask": np.asarray([encoded.attention_mask], dtype=np.int64),
             "token_type_ids": np.asarray([encoded.type_ids], dtype=np.int64),
         }
-        score, spans = self.session.run(None, feed)
+        score, spans = (session or self.session).run(None, feed)
         span = best_span(spans[0], encoded.offsets, encoded.sequence_ids, len(text.split(" [SEP] ")[0]))
         return float(np.asarray(score).reshape(-1)[0]), span
 
     def rank(self, question: str, texts: Sequence[str], titles: Sequence[str], evidence: Sequence[Evidence],
              *, previous: Sequence[str] | None = None, previous_question: str | None = None,
-             size: int = Settings.rerank_sentences, must_read: Sequence[int] = ()) -> Ranking:
+             size: int = Settings.rerank_sentences, must_read: Sequence[int] = (),
+             precise: int = Settings.precise_reads) -> Ranking:
         """Probabilities that the shortlisted candidates answer `question` (asked after `previous_question`);
         `previous` holds the sentence before each candidate in its document ("" for a first sentence); `size` of
-        them are shortlisted for the cross-encoder (`Settings.rerank_sentences`), and `must_read` besides."""
+        them are shortlisted for the cross-encoder (`Settings.rerank_sentences`), and `must_read` besides; at most
+        `precise` of them, too close to the best to order in int8, are read again in float (`reread_close`)."""
         read = shortlist(self._first, evidence, size)
         if len(must_read):
             read = np.asarray(sorted({*read.tolist(), *must_read}), dtype=np.int64)
         before = previous if previous is not None else [""] * len(texts)
-        relevance, spans = self.read_pairs(ranker_question(question, previous_question),
-                                           [self.pair(texts[i], titles[i], before[i]) for i in read])
+        asked = ranker_question(question, previous_question)
+        pair_texts = [self.pair(texts[i], titles[i], before[i]) for i in read]
+        relevance, spans = self.read_pairs(asked, pair_texts)
+        relevance, spans = self.reread_close(asked, pair_texts, relevance, spans, precise)
         phrases = [span_text(texts[i], span) for i, span in zip(read.tolist(), spans, strict=True)]
         return self.calibrate(read, relevance, [evidence[i] for i in read], spans,
                               agreement=number_agreement(question, phrases))
@@ -283,6 +341,15 @@ def pair_text(text: str, title: str, previous: str | None = None) -> str:
     if previous is None:
         return f"{sentence} [SEP] {heading}"
     return f"{sentence} [SEP] {' '.join(previous.split()[:PREVIOUS_WORDS])} [SEP] {heading}"
+
+
+def close_candidates(relevance: np.ndarray, margin: float, most: int) -> list[int]:
+    """The candidates whose score is within `margin` of the best, best first, at most `most` of them."""
+    if margin <= 0 or most < 2 or len(relevance) < 2:
+        return []
+    order = np.argsort(-np.asarray(relevance), kind="stable")
+    best = float(relevance[order[0]])
+    return [int(k) for k in order[:most] if best - float(relevance[k]) <= margin]
 
 
 def shortlist(first_stage: _Logistic, evidence: Sequence[Evidence], size: int) -> np.ndarray:

@@ -227,9 +227,39 @@ def _figures(outcomes: list[tuple[Example, list[int], np.ndarray]], p_answerable
     return figures
 
 
-def score_examples(ranker: AnswerRanker, examples: Sequence[Example]) -> list[tuple[np.ndarray, list[Span | None]]]:
-    """The shipped (exported) cross-encoder's scores and short answers of every candidate of every example."""
-    return [ranker.read_pairs(e.question, e.texts) for e in examples]
+def score_examples(ranker: AnswerRanker, examples: Sequence[Example], precise: int = Settings.precise_reads
+                   ) -> list[tuple[np.ndarray, list[Span | None]]]:
+    """The shipped (exported) cross-encoder's scores and short answers of every candidate of every example, those
+    too close to the best to order in int8 read again in float as when answering (`AnswerRanker.reread_close`)."""
+    return [ranker.reread_close(e.question, e.texts, *ranker.read_pairs(e.question, e.texts), precise)
+            for e in examples]
+
+
+#: Examples whose candidates `close_margin` reads in float as well (about 12 ms a pair: 1-2 minutes).
+MARGIN_EXAMPLES = 800
+
+
+def close_margin(ranker: AnswerRanker, examples: Sequence[Example], limit: int = MARGIN_EXAMPLES) -> float:
+    """How far apart two int8 scores can be and still come out in the other order when read in float: the
+    largest int8 gap between an example's best candidate and another that the float reading puts above it, over
+    `limit` examples (evenly drawn), rounded up to 0.05.
+
+    The activations' quantization moves each score by about 0.15 (docs/training.md); within this margin of
+    the best, the int8 order is that noise, and answering reads those candidates again in float."""
+    step = max(1, len(examples) // limit)
+    ranker.close_margin = float("inf")  # read every pair in float below
+    widest = 0.0
+    for example in examples[::step][:limit]:
+        if len(example.texts) < 2:
+            continue
+        quantized, _ = ranker.read_pairs(example.question, example.texts)
+        full, _ = ranker.reread_close(example.question, example.texts, quantized, [None] * len(quantized),
+                                      len(quantized))
+        best = int(np.argmax(quantized))
+        reversed_ = [quantized[best] - quantized[k] for k in range(len(full)) if k != best and full[k] > full[best]]
+        widest = max([widest, *map(float, reversed_)])
+    ranker.close_margin = math.ceil(widest * 20) / 20
+    return ranker.close_margin
 
 
 def calibration_corpora(retriever: Any, validation: Sequence[SquadQuestion], config: TrainConfig,

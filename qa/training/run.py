@@ -25,6 +25,7 @@ from .calibration import (
     calibrate,
     calibrate_confidence,
     calibration_corpora,
+    close_margin,
     fit_first_stage,
     score_examples,
     shortlisted,
@@ -137,7 +138,10 @@ def calibrate_model(staging: Path, manifest: dict[str, Any], corpora: Sequence[t
     uncalibrated = {k: v for k, v in manifest.items() if k != "calibration"}
     (staging / MANIFEST).write_text(json.dumps(uncalibrated), encoding="utf-8")
     unscaled = AnswerRanker(staging, threads=config.threads, relevance_only=True)
-    calibration, figures = calibrate(score_examples(unscaled, examples), examples, config)
+    margin = close_margin(unscaled, examples)
+    echo(f"int8 scores closer than {margin:.2f} to the best are read again in float")
+    calibration, figures = calibrate(score_examples(unscaled, examples, settings.precise_reads), examples, config)
+    calibration["close_margin"] = margin
     (staging / MANIFEST).write_text(json.dumps({**uncalibrated, "calibration": calibration}), encoding="utf-8")
     echo("calibrating the confidence on the answering path")
     confidence, more = calibrate_confidence(AnswerRanker(staging, threads=config.threads), corpora, settings)

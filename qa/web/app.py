@@ -25,7 +25,7 @@ from typing import Any
 
 import gradio as gr
 
-from qa import QAError, Retriever, Settings, bundled_article
+from qa import Assistant, QAError, Retriever, Settings, bundled_article
 from qa.config import LIMIT_ENV
 from qa.web.gate import PUBLIC_API, Gate
 from qa.web.handlers import Handlers
@@ -388,6 +388,8 @@ def launch(host: str | None = None, port: int | None = None, share: bool = False
     check_exposure(host, share, token, public)
     demo = build_app(retriever, index=index, index_dir=index_dir, settings=settings)
     limits = demo.handlers.settings
+    # What answering builds on first need (the ranker's float graph) is built now, before any visitor waits.
+    Assistant(demo.handlers.base, settings=limits).ranker.prepare()
     callable_api = {i for i, fn in demo.fns.items() if fn.api_name in PUBLIC_API}
     max_body = 6 * (limits.max_question_chars + limits.max_history_chars) + 65_536  # JSON may escape each character
     gate = Middleware(Gate, sessions=demo.sessions, public=lambda: callable_api, max_body=max_body)
