@@ -418,8 +418,19 @@ def setup_notes() -> Retriever:
 
 
 def test_a_cited_sentence_ending_with_a_colon_brings_in_what_it_announces(setup_notes: Retriever) -> None:
-    """"To install the server, run:" answers "How do I install it?" only together with the command after it."""
-    answer = Assistant(setup_notes).ask("How do I install the Kettle server?")
+    """"To install the server, run:" answers "How do I install it?" only together with the command after it.
+
+    The shipped model cites the command itself first; the announcement is put first here, as a model that
+    prefers it would, to check what citing it brings in."""
+    assistant = Assistant(setup_notes)
+    question = "How do I install the Kettle server?"
+    assert "pip install kettle-server" in assistant.ask(question).citations[0].text
+    found, ranking = assistant.rank(question)
+    announcing = [k for k, i in enumerate(ranking.read) if found.texts[i] == "To install the server, run:"]
+    assert announcing, "the announcement is among the candidates read"
+    probabilities = ranking.probabilities.copy()
+    probabilities[announcing[0]] = probabilities.max() + 0.1
+    answer = assistant.cite(question, found, dataclasses.replace(ranking, probabilities=probabilities))
     assert answer.found
     first = answer.citations[0]
     assert "To install the server, run:" in first.text and "pip install kettle-server" in first.text
