@@ -11,7 +11,8 @@ shipped in `qa/models/answer-ranker/`:
    previous question) together with one candidate sentence and its
    document's title, and gives a relevance score. It is the bundled
    all-MiniLM-L6-v2, fine-tuned to rank answering sentences first, exported
-   to ONNX with int8 weights, so answering needs neither torch nor a download.
+   to ONNX with int8 weights, so answering needs neither torch nor a download. Candidates whose int8 scores
+   are too close to order are read again with float activations (`reread_close`, `qa.precise`).
 3. A logistic layer turns that score, retrieval evidence (meaning, shared
    terms, the passage's rank) and the conversation (was the sentence cited
    in the last answer, does it follow a cited one) into the probability that
@@ -249,7 +250,8 @@ class AnswerRanker:
             self._precise()
 
     def _precise(self) -> Any:
-        """The float session of `qa.precise`, built once, on first need or by `prepare` (about 1 s and 50 MB)."""
+        """The float session of `qa.precise`, built once, on first need or by `prepare` (about 1 s; 110 MB of
+        memory, 57 of them the session and the rest what building it leaves in the allocator)."""
         with self._precise_lock:
             if self._precise_session is None:
                 import onnxruntime
