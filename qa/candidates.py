@@ -234,6 +234,11 @@ def gather(retriever: Retriever, read: ReadQuestion, history: Sequence[tuple[str
     extra += introduced
     sentence_ids = list(passage_of) + [i for i in dict.fromkeys(extra) if i not in passage_of]
     evidence, passages = [], []
+    for sentence_id in introduced:  # read for the term it introduces: its passage scored as a search scores one
+        if sentence_id not in passage_of:
+            scored = retriever.passage_scored(read.alone.scores, read.alone.vector,
+                                              int(retriever.sentence_chunk[sentence_id]), where=where)
+            passage_of[sentence_id] = (scored, min(1.0, max(0.0, scored.score / best[0])))
     for sentence_id in sentence_ids:
         passage, relative = passage_of.get(sentence_id) or (sentence_passage(retriever, sentence_id), 0.0)
         found = [sentence_evidence(retriever, sentence_id, query_terms, vector, relative,

@@ -380,7 +380,27 @@ class Retriever:
         """`rank` for a query already turned into its BM25 scores (`LexicalIndex.scores`) and its vector: the
         candidate gathering (`qa.candidates`) makes both once, at the bottom, and fuses them here."""
         settings = self.settings
-        weight = settings.dense_weight if dense_weight is None else dense_weight
+        (by_chunk, by_sentence, by_document), sentences = self._lexical(lexical_scores, where)
+        _, sentence_ids = self.vectors.search(query_vector, settings.candidates * 4, allowed=sentences)
+        candidates = set(self.sentence_chunk[sentence_ids].tolist())
+        candidates.update(_top(by_chunk, settings.candidates).tolist())
+        candidates.update(self.sentence_chunk[_top(by_sentence, settings.candidates)].tolist())
+        passages = [self._fused(position, (by_chunk, by_sentence, by_document), query_vector, dense_weight)
+                    for position in candidates]
+        passages.sort(key=lambda p: (-p.score, p.chunk))
+        return passages[:k]
+
+    def passage_scored(self, lexical_scores: tuple[np.ndarray, np.ndarray, np.ndarray], query_vector: np.ndarray,
+                       chunk: int, *, where: Where = None) -> Passage:
+        """The chunk at position `chunk` scored as `rank_scored` scores the chunks it finds, whether it found it
+        or not (for a sentence read for another reason, such as introducing the term a question asks about)."""
+        scaled, _ = self._lexical(lexical_scores, where)
+        return self._fused(chunk, scaled, query_vector, None)
+
+    def _lexical(self, lexical_scores: tuple[np.ndarray, np.ndarray, np.ndarray], where: Where
+                 ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray | None]:
+        """BM25 scores by chunk, sentence and document, zero outside `where` and scaled to the best of each, and
+        the sentences `where` allows (None: all)."""
         by_chunk, by_sentence, by_document = lexical_scores
         documents = self.allowed(where)
         sentences = None
@@ -389,21 +409,19 @@ class Retriever:
             by_chunk = by_chunk * documents[self.chunk_document]
             by_sentence = by_sentence * sentences
             by_document = by_document * documents
-        by_chunk, by_sentence, by_document = _scaled(by_chunk), _scaled(by_sentence), _scaled(by_document)
-        _, sentence_ids = self.vectors.search(query_vector, settings.candidates * 4, allowed=sentences)
-        candidates = set(self.sentence_chunk[sentence_ids].tolist())
-        candidates.update(_top(by_chunk, settings.candidates).tolist())
-        candidates.update(self.sentence_chunk[_top(by_sentence, settings.candidates)].tolist())
-        passages = []
-        for position in candidates:
-            sentence_ids = self.chunk_sentences[position]
-            dense = float((self.sentence_vectors[sentence_ids] @ query_vector).max())
-            lexical = (0.5 * by_chunk[position] + 0.25 * by_sentence[sentence_ids].max()
-                       + 0.25 * by_document[self.chunk_document[position]])
-            score = weight * dense + (1 - weight) * float(lexical)
-            passages.append(self.passage(position, score=score, dense=dense, lexical=float(lexical)))
-        passages.sort(key=lambda p: (-p.score, p.chunk))
-        return passages[:k]
+        return (_scaled(by_chunk), _scaled(by_sentence), _scaled(by_document)), sentences
+
+    def _fused(self, position: int, scaled: tuple[np.ndarray, np.ndarray, np.ndarray], query_vector: np.ndarray,
+               dense_weight: float | None) -> Passage:
+        """One chunk with its fused score: its best sentence's similarity and its BM25 evidence, weighted."""
+        by_chunk, by_sentence, by_document = scaled
+        weight = self.settings.dense_weight if dense_weight is None else dense_weight
+        sentence_ids = self.chunk_sentences[position]
+        dense = float((self.sentence_vectors[sentence_ids] @ query_vector).max())
+        lexical = (0.5 * by_chunk[position] + 0.25 * by_sentence[sentence_ids].max()
+                   + 0.25 * by_document[self.chunk_document[position]])
+        score = weight * dense + (1 - weight) * float(lexical)
+        return self.passage(position, score=score, dense=dense, lexical=float(lexical))
 
 
 def embed_corpus(corpus: Corpus, embedder: Embedder, *, progress: bool | Progress = False) -> np.ndarray:

@@ -39,6 +39,24 @@ def test_the_bundled_article_cites_where_it_introduces_a_term(assistant: Assista
     assert answer.found
     assert "(PC/GNA)" in answer.citations[0].text
     assert "Presidency Council" in answer.citations[0].text
+    # No search returned its passage, which is scored as a search would score it: with no passage evidence
+    # at all, the sentence the cross-encoder scored best by far got a probability of 3%, and two sentences
+    # that only use the term were cited after it.
+    assert answer.confidence > 0.3
+    assert len(answer.citations) == 1
+
+
+def test_an_introduction_read_for_its_term_carries_its_passage_score() -> None:
+    from qa.candidates import question_candidates
+    from qa.config import Settings
+
+    retriever = Retriever.default()
+    found = question_candidates(retriever, "What is the PC/GNA?", (), Settings())
+    assert found.introducing
+    introduction = found.introducing[0]
+    assert found.evidence[introduction].passage > 0.0
+    assert found.passages[introduction].score > 0.0
+    assert found.evidence[introduction].passage <= 1.0
 
 
 def test_an_introduction_that_retrieval_ranks_low_is_still_read_and_cited() -> None:
