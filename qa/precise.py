@@ -10,7 +10,7 @@ float model's order), so no second file is needed: the float graph is rebuilt fr
 the two scales) with a float MatMul on the dequantized weight, `w = (q - zero_point) * scale`, and drops what
 only the quantized path read. The embedding tables stay as they are (their DequantizeLinear is exact for
 the stored values). The ranker runs it only on the few candidates whose int8 scores are too close to order
-(`AnswerRanker.rank`).
+(`AnswerRanker.rank`), chosen by `close_candidates`.
 """
 
 from __future__ import annotations
@@ -80,3 +80,12 @@ def float_graph(path: str | Path) -> Any:
     del graph.initializer[:]
     graph.initializer.extend([*still_read, *weights])
     return model
+
+
+def close_candidates(relevance: np.ndarray, margin: float, most: int) -> list[int]:
+    """The candidates whose score is within `margin` of the best, best first, at most `most` of them."""
+    if margin <= 0 or most < 2 or len(relevance) < 2:
+        return []
+    order = np.argsort(-np.asarray(relevance), kind="stable")
+    best = float(relevance[order[0]])
+    return [int(k) for k in order[:most] if best - float(relevance[k]) <= margin]

@@ -48,6 +48,7 @@ import numpy as np
 
 from .config import Settings
 from .errors import ModelUnavailableError
+from .precise import close_candidates
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +236,8 @@ class AnswerRanker:
         if len(close) < 2:
             return relevance, spans
         session = self._precise()
+        if session is None:
+            return relevance, spans
         if self._pool:
             reads = list(self._pool.map(lambda k: self._read(question, pair_texts[k], session), close))
         else:
@@ -251,14 +254,20 @@ class AnswerRanker:
 
     def _precise(self) -> Any:
         """The float session of `qa.precise`, built once, on first need or by `prepare` (about 1 s; 110 MB of
-        memory, 57 of them the session and the rest what building it leaves in the allocator)."""
+        memory, 57 of them the session and the rest what building it leaves in the allocator); None, with a
+        warning, for a model whose graph cannot be rewritten, which then answers from its int8 scores alone."""
         with self._precise_lock:
-            if self._precise_session is None:
+            if self._precise_session is None and self.close_margin > 0:
                 import onnxruntime
 
                 from .precise import float_graph
 
-                graph = float_graph(self.path / MODEL_FILE).SerializeToString()
+                try:
+                    graph = float_graph(self.path / MODEL_FILE).SerializeToString()
+                except ModelUnavailableError as exc:  # the int8 scores stand; only their re-reading is lost
+                    log.warning("%s; close candidates are not read again in float", exc)
+                    self.close_margin = 0.0
+                    return None
                 self._precise_session = onnxruntime.InferenceSession(graph, self._options,
                                                                      providers=["CPUExecutionProvider"])
             return self._precise_session
@@ -343,15 +352,6 @@ def pair_text(text: str, title: str, previous: str | None = None) -> str:
     if previous is None:
         return f"{sentence} [SEP] {heading}"
     return f"{sentence} [SEP] {' '.join(previous.split()[:PREVIOUS_WORDS])} [SEP] {heading}"
-
-
-def close_candidates(relevance: np.ndarray, margin: float, most: int) -> list[int]:
-    """The candidates whose score is within `margin` of the best, best first, at most `most` of them."""
-    if margin <= 0 or most < 2 or len(relevance) < 2:
-        return []
-    order = np.argsort(-np.asarray(relevance), kind="stable")
-    best = float(relevance[order[0]])
-    return [int(k) for k in order[:most] if best - float(relevance[k]) <= margin]
 
 
 def shortlist(first_stage: _Logistic, evidence: Sequence[Evidence], size: int) -> np.ndarray:

@@ -10,8 +10,8 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from qa.precise import float_graph
-from qa.ranker import DEFAULT_RANKER, MANIFEST, MODEL_FILE, AnswerRanker, close_candidates, pair_text
+from qa.precise import close_candidates, float_graph
+from qa.ranker import DEFAULT_RANKER, MANIFEST, MODEL_FILE, AnswerRanker, pair_text
 
 QUESTION = "When was the lighthouse built?"
 PAIRS = [pair_text(text, "Velmora harbour") for text in (
@@ -95,3 +95,22 @@ def test_a_graph_that_is_not_quantized_is_refused(tmp_path: Path) -> None:
     (tmp_path / "broken.onnx").write_bytes(b"not a model")
     with pytest.raises(ModelUnavailableError, match="cannot read"):
         float_graph(tmp_path / "broken.onnx")
+
+
+def test_a_model_whose_graph_cannot_be_rewritten_answers_from_its_int8_scores(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from qa.ranker import sha256
+
+    copy = tmp_path / "ranker"
+    shutil.copytree(DEFAULT_RANKER, copy)
+    (copy / MODEL_FILE).write_bytes(float_graph(DEFAULT_RANKER / MODEL_FILE).SerializeToString())  # no int8 left
+    manifest = json.loads((copy / MANIFEST).read_text(encoding="utf-8"))
+    manifest["files"][MODEL_FILE] = sha256(copy / MODEL_FILE)
+    manifest["calibration"]["close_margin"] = 100.0
+    (copy / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    ranker = AnswerRanker(copy)
+    scores, spans = ranker.read_pairs(QUESTION, PAIRS)
+    again, _ = ranker.reread_close(QUESTION, PAIRS, scores, spans, 3)
+    assert again.tolist() == scores.tolist()
+    assert ranker.close_margin == 0.0
+    assert "not read again in float" in caplog.text
