@@ -68,10 +68,10 @@ QUESTION_FEATURES = ("best_relevance", "best_probability", "second_gap", "best_d
 # so a layer fitted on that level refuses paraphrased questions. Compared between candidates, it still ranks them.
 # Only low similarity is kept as evidence, capped at `dense_ceiling` (see `question_features`): a question that
 # hardly resembles any sentence is off-topic, whoever wrote it.
-# `number_agreement` (models calibrated before 2026-12-08) fitted a weight below zero although a number in the
-# span marks an answer three times as often: the cross-encoder's score already holds it, and held out (five
-# contiguous folds of the calibration candidates) the layer predicted worse with it than without (log-loss
-# 0.1209 against 0.1205 for one model, 0.1232 against 0.1226 for another; docs/training.md).
+# `number_agreement` (in models calibrated before the night of 2026-12-07) fitted a weight below zero although a
+# number in the span marks an answer three times as often: the cross-encoder's score already holds it, and held
+# out (five contiguous folds of the calibration candidates) the layer predicted worse with it than without
+# (log-loss 0.1209 against 0.1205 for one model, 0.1232 against 0.1226 for another; docs/training.md).
 KNOWN_SENTENCE_FEATURES = (*SENTENCE_FEATURES, "dense", "overlap", "overlap_with_previous", "number_agreement")
 KNOWN_QUESTION_FEATURES = (*QUESTION_FEATURES, "best_dense", "best_overlap")
 PHRASE_FEATURES = ("span_log_probability", "sentence_probability", "span_words")
