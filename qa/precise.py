@@ -52,15 +52,14 @@ def float_graph(path: str | Path) -> Any:
     for node in graph.node:
         if node.op_type != "MatMulInteger":
             continue
-        activations, quantized, _, zero_point = node.input
+        activations, quantized = node.input[:2]
         base = quantized.removesuffix("_quantized")
         if quantized not in initializers or producer.get(activations) is None \
                 or producer[activations].op_type != "DynamicQuantizeLinear":
             raise ModelUnavailableError(f"answer ranker at {path}: {node.name} is not a dynamically quantized "
                                         "product of activations and weights")
-        weight = ((numpy_helper.to_array(initializers[quantized]).astype(np.float32)
-                   - numpy_helper.to_array(initializers[zero_point]).astype(np.float32))
-                  * numpy_helper.to_array(initializers[base + "_scale"]).astype(np.float32))
+        weight = dequantized({name: numpy_helper.to_array(initializers[name])
+                              for name in (quantized, base + "_zero_point", base + "_scale")}, quantized)
         scaling = only_reader(only_reader(node.output[0], "Cast").output[0], "Mul")
         weights.append(numpy_helper.from_array(weight, f"{base}_float"))
         replaced[scaling.name] = helper.make_node("MatMul", [producer[activations].input[0], f"{base}_float"],
@@ -89,3 +88,11 @@ def close_candidates(relevance: np.ndarray, margin: float, most: int) -> list[in
     order = np.argsort(-np.asarray(relevance), kind="stable")
     best = float(relevance[order[0]])
     return [int(k) for k in order[:most] if best - float(relevance[k]) <= margin]
+
+
+def dequantized(values: dict[str, np.ndarray], quantized: str) -> np.ndarray:
+    """The float weight behind the quantizer's initializer `quantized` ("<name>_quantized", beside
+    "<name>_zero_point" and "<name>_scale" in `values`): `(q - zero_point) * scale`."""
+    base = quantized.removesuffix("_quantized")
+    return ((values[quantized].astype(np.float32) - values[base + "_zero_point"].astype(np.float32))
+            * values[base + "_scale"].astype(np.float32))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import QAError
+from ..precise import dequantized
 from ..ranker import MODEL_FILE
 from .config import BASE_MODEL, TrainConfig
 from .groups import Group
@@ -75,8 +76,7 @@ def model_weights(directory: Path) -> dict[str, Any]:
         if quantized is None:
             continue
         base = quantized[:-len("_quantized")]
-        weight = ((values[quantized].astype(np.float32) - values[base + "_zero_point"].astype(np.float32))
-                  * values[base + "_scale"])
+        weight = dequantized(values, quantized)
         if node.op_type == "Gather":  # an embedding table keeps its name
             weights[base] = weight
         else:
